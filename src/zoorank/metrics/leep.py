@@ -1,0 +1,68 @@
+"""LEEP: Log Expected Empirical Prediction (Nguyen et al., ICML 2020).
+
+Given the source classifier's probabilities ``theta(x_i)`` over source classes ``z`` and the
+target labels ``y_i``:
+
+    P(y, z)   = (1/N) * sum_{i: y_i = y} theta(x_i)_z          (empirical joint)
+    P(y | z)  = P(y, z) / sum_y' P(y', z)                      (empirical conditional)
+    LEEP      = (1/N) * sum_i log( sum_z P(y_i | z) * theta(x_i)_z )
+
+Higher is better (an average log-likelihood, <= 0).
+
+Checked against thuml/LogME ``LEEP.py`` (identical values on random inputs, see the
+unit tests' reference comparison in the report). The helper :func:`leep_from_probs`
+is shared with N-LEEP (``nleep.py``), which feeds GMM posteriors instead of classifier
+probabilities.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from zoorank.metrics.validation import check_features_labels, check_probabilities, one_hot
+
+_TINY = np.finfo(np.float64).tiny
+
+
+def leep_from_probs(probs: np.ndarray, codes: np.ndarray, n_classes: int, *,
+                    log: bool = True) -> float:
+    """LEEP of already-validated probabilities ``probs`` (N, C) and label codes (N,).
+
+    Source classes that receive zero total mass (``sum_i probs[i, z] == 0``) have an
+    undefined ``P(y|z)``; they contribute nothing (every ``probs[i, z]`` is 0) and are
+    given a zero conditional instead of the NaN the reference code would produce.
+    With ``log=False`` the mean expected empirical probability (no log) is returned, as
+    TencentARC/SFDA ``metrics.py`` does for LEEP and N-LEEP.
+    """
+    n = probs.shape[0]
+    joint = one_hot(codes, n_classes).T @ probs / n           # (K, C)  P(y, z)
+    pz = joint.sum(axis=0)                                   # (C,)    P(z)
+    cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y | z)
+    # expected empirical prediction of the true label only: sum_z P(y_i|z) theta_iz
+    eep = np.einsum("nc,nc->n", probs, cond[codes])
+    if not log:
+        return float(eep.mean())
+    return float(np.mean(np.log(np.maximum(eep, _TINY))))
+
+
+def leep_score(features, labels, *, source_probs, random_state: int = 0) -> float:
+    """LEEP (Nguyen et al., "LEEP: A New Measure to Evaluate Transferability of Learned
+    Representations", ICML 2020).
+
+    ``LEEP = mean_i log sum_z P_hat(y_i | z) * theta(x_i)_z`` with the empirical
+    conditional ``P_hat(y|z)`` built from the source probabilities (module docstring).
+    Higher is better.
+
+    Parameters
+    ----------
+    features : (N, D) array. Only validated (LEEP uses the source classifier's output,
+        not the features); kept for the common metric signature.
+    labels : (N,) target labels.
+    source_probs : (N, C) source-task probabilities (softmax of the backbone's own
+        classifier, e.g. ImageNet's 1000 classes).
+    random_state : unused (deterministic).
+
+    Checked against thuml/LogME ``LEEP.py``.
+    """
+    chk = check_features_labels(features, labels)
+    probs = check_probabilities(source_probs, name="source_probs", n_rows=chk.n_samples)
+    return leep_from_probs(probs, chk.labels, chk.n_classes)
