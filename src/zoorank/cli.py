@@ -1,0 +1,182 @@
+"""``zoorank`` command line: rank, list, show, cache.
+
+    zoorank rank --zoo default --dataset fashion_mnist --per-class 100
+    zoorank list models|datasets|metrics
+    zoorank show <run-id>
+    zoorank cache info|prune
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+from zoorank.config import Settings, apply_offline_defaults
+
+
+def _location_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("locations (default: ./.zoorank; env ZOORANK_HOME, ZOORANK_STORE, ...)")
+    g.add_argument("--home", help="project folder holding the defaults below")
+    g.add_argument("--store", help="Zarr store of cached arrays")
+    g.add_argument("--tracking-uri", help="MLflow tracking URI (sqlite:///... or http://host:port)")
+    g.add_argument("--artifact-root", help="MLflow artifact folder for new experiments")
+    g.add_argument("--prefect-home", help="PREFECT_HOME of the temporary Prefect server")
+
+
+def _settings(args) -> Settings:
+    return Settings.from_env(home=args.home, store=args.store, tracking_uri=args.tracking_uri,
+                             artifact_root=args.artifact_root, prefect_home=args.prefect_home)
+
+
+def _csv(text: str | None) -> list[str] | None:
+    return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="zoorank", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("rank", help="rank a zoo of backbones on one or more datasets")
+    r.add_argument("--zoo", default="default", help="'default', a zoo YAML file, or model ids (comma-separated)")
+    r.add_argument("--dataset", action="append", required=True,
+                   help="dataset id (repeat for several): e.g. digits, fashion_mnist, imagefolder:/path")
+    r.add_argument("--per-class", type=int, default=100, help="images per class to score (0 = all)")
+    r.add_argument("--split", default="train", help="which stratified split to score (train/val/test/all)")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    r.add_argument("--device", default="cpu", help="cpu or cuda")
+    r.add_argument("--batch-size", type=int, default=64)
+    r.add_argument("--workers", type=int, default=2, help="parallel tasks (threads or Dask workers)")
+    r.add_argument("--runner", choices=["thread", "dask"], default="thread")
+    r.add_argument("--address", help="existing Dask scheduler address (with --runner dask)")
+    r.add_argument("--data-root", help="root folder for torchvision datasets")
+    r.add_argument("--new-run", action="store_true", help="always log a new MLflow parent run")
+    r.add_argument("--no-track", action="store_true", help="do not log to MLflow")
+    r.add_argument("--csv", help="also write the ranking table to this CSV file")
+    _location_flags(r)
+
+    ls = sub.add_parser("list", help="list known models, datasets or metrics")
+    ls.add_argument("what", choices=["models", "datasets", "metrics"])
+
+    sh = sub.add_parser("show", help="print a logged ranking again (from MLflow)")
+    sh.add_argument("run_id")
+    _location_flags(sh)
+
+    c = sub.add_parser("cache", help="inspect or prune the array cache")
+    c.add_argument("action", choices=["info", "prune"])
+    c.add_argument("--older-than-days", type=float, help="prune: entries not used for this many days")
+    c.add_argument("--all", action="store_true", help="prune: every entry (the cache starts empty)")
+    _location_flags(c)
+    return parser
+
+
+def _print_table(df, metrics: list[str]) -> None:
+    import pandas as pd
+
+    cols = ["rank", "model", *[m for m in metrics if m in df], "seconds"]
+    with pd.option_context("display.width", 200, "display.max_columns", 40,
+                           "display.float_format", lambda v: f"{v:.4g}"):
+        for dataset, part in df.groupby("dataset", sort=True):
+            print(f"\n== {dataset}: predicted fine-tuning ranking (by LEAD; higher score = better) ==")
+            print(part[cols].to_string(index=False))
+            failed = part[part["failed"].astype(bool)] if "failed" in part else part.iloc[0:0]
+            for _, row in failed.iterrows():
+                print(f"   {row['model']}: failed metrics -> {row['failed']}")
+
+
+def cmd_rank(args) -> int:
+    from zoorank import progress
+    from zoorank.api import rank
+
+    settings = _settings(args)
+    apply_offline_defaults(settings)
+    progress.enable()
+    metrics = _csv(args.metrics)
+    start = time.perf_counter()
+    print(f"zoorank: ranking zoo {args.zoo!r} on {', '.join(args.dataset)} "
+          f"({args.per_class or 'all'} per class); cache {settings.store}", file=sys.stderr)
+    table, run_id = rank(args.zoo, args.dataset, per_class=args.per_class or None, split=args.split,
+                         seed=args.seed, metrics=metrics, settings=settings, device=args.device,
+                         batch_size=args.batch_size, workers=args.workers, runner=args.runner,
+                         dask_address=args.address, data_root=args.data_root, track=not args.no_track,
+                         new_run=args.new_run, return_run_id=True)
+    from zoorank.pipeline import default_metrics
+    _print_table(table, metrics or default_metrics())
+    if args.csv:
+        table.to_csv(args.csv, index=False)
+    print(f"\ndone in {time.perf_counter() - start:.1f} s")
+    print(f"cached arrays: {settings.store}")
+    if run_id:
+        print(f"MLflow run:    {run_id}  (tracking URI {settings.tracking_uri})")
+        print(f"               view: mlflow ui --backend-store-uri {settings.tracking_uri}")
+        print(f"               again: zoorank show {run_id}")
+    return 0
+
+
+def cmd_list(args) -> int:
+    if args.what == "models":
+        from zoorank.zoo import get_config, list_models
+        for m in list_models():
+            cfg = get_config(m)
+            print(f"{m:24s} {cfg.feature_dim:5d}-d  input {cfg.input_size[0]}x{cfg.input_size[1]}  "
+                  f"source task: {cfg.source_task or '-'}")
+    elif args.what == "datasets":
+        from zoorank.data import dataset_info, list_datasets
+        for d in list_datasets():
+            print(f"{d:16s} {dataset_info(d)}")
+    else:
+        from zoorank.metrics.registry import METRICS
+        for m in METRICS.values():
+            needs = ", ".join(n for n in m.needs if n not in ("features", "labels")) or "-"
+            print(f"{m.name:12s} needs: {needs:14s} {m.paper}")
+    return 0
+
+
+def cmd_show(args) -> int:
+    from zoorank.tracking_report import load_ranking
+
+    settings = _settings(args)
+    apply_offline_defaults(settings)
+    table, metrics = load_ranking(settings, args.run_id)
+    _print_table(table, metrics)
+    return 0
+
+
+def cmd_cache(args) -> int:
+    from zoorank.storage.arrays import ArrayStore
+
+    settings = _settings(args)
+    store = ArrayStore(settings.store)
+    if args.action == "info":
+        info = store.info()
+        for k, v in (info.items() if isinstance(info, dict) else vars(info).items()):
+            print(f"{k}: {v}")
+        return 0
+    if args.all:
+        report = store.prune(keep=set())
+    else:
+        days = args.older_than_days
+        report = store.prune(older_than=None if days is None else days * 86400.0)
+    print(report.as_dict() if hasattr(report, "as_dict") else report)
+    return 0
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache}[args.command]
+    try:
+        return handler(args)
+    except (ValueError, FileNotFoundError, PermissionError, ImportError, LookupError) as exc:
+        print(f"zoorank: error: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # noqa: BLE001 - storage/tracking errors carry their own message
+        from zoorank.storage.arrays import StoreError
+        if isinstance(exc, StoreError) or type(exc).__name__ in {"TrackingError", "TrackingUnavailable"}:
+            print(f"zoorank: error: {exc}", file=sys.stderr)
+            return 2
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())

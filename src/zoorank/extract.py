@@ -1,0 +1,232 @@
+"""Feature extraction: a backbone x a :class:`~zoorank.data.LabelledImages` -> arrays.
+
+The backbone contract (``zoorank.zoo.Backbone``): ``backbone.config.input_size`` is ``(H, W)``,
+``forward(x)`` takes float ``(B, 3, H, W)`` RGB in [0, 1] and returns ``(B, D)`` features,
+``forward_with_outputs(x)`` returns ``(features, source_probs or None)``. Normalisation is
+inside the backbone, so this module only delivers [0, 1] RGB at the right size.
+
+Data path (one policy, so results do not depend on ``batch_size`` or ``num_workers``):
+
+* the ``DataLoader`` yields **uint8** ``(B, H, W, 3)`` batches in dataset order; each loader
+  item is a whole batch (one vectorised array read for in-memory datasets);
+* datasets whose images all share one size (MNIST-like arrays, rendered glyphs/emoji) are
+  stacked as uint8 and resized **on the device** (``F.interpolate``, bilinear,
+  ``antialias=True``), after the uint8 -> float / 255 conversion, also on the device;
+* variable-size datasets (files) are resized to ``input_size`` on the CPU with PIL
+  (bilinear, antialiased), inside the loader workers, then stacked;
+* ``pin_memory`` + ``non_blocking`` copies on CUDA; ``torch.no_grad``; optional autocast
+  (float16 on CUDA, bfloat16 on CPU) and channels-last.
+
+The two resize paths agree to within one grey level (torch's antialiased bilinear was
+designed to match PIL's; ``tests/unit/test_extract.py`` checks it).
+"""
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import dataclass
+from typing import Callable, Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from zoorank.data.images import resize_rgb
+
+ProgressFn = Callable[[int, int], None]
+
+
+@dataclass
+class ExtractionResult:
+    """``features`` float32 ``(N, D)``, ``labels`` int64 ``(N,)``, ``source_probs`` float32
+    ``(N, C)`` or ``None``, in dataset order; ``seconds``: wall time of the extraction."""
+
+    features: np.ndarray
+    labels: np.ndarray
+    source_probs: np.ndarray | None
+    seconds: float = 0.0
+
+    @property
+    def images_per_second(self) -> float:
+        return len(self.labels) / self.seconds if self.seconds > 0 else float("nan")
+
+
+@dataclass
+class FeatureBatch:
+    """One chunk from :func:`iter_feature_batches`: rows ``start:stop`` of the dataset."""
+
+    start: int
+    stop: int
+    features: np.ndarray
+    labels: np.ndarray
+    source_probs: np.ndarray | None
+
+
+class UInt8Batches(torch.utils.data.Dataset):
+    """Loader items are whole batches: ``(uint8 (B, H, W, 3) tensor, int64 labels, start)``.
+
+    Uniform-size datasets are stacked at their own size (resized later on the device);
+    variable-size ones are resized here, on the CPU, with PIL to ``input_size``.
+    """
+
+    def __init__(self, dataset, batch_size: int, input_size: tuple[int, int]):
+        self.dataset = dataset
+        self.batch_size = int(batch_size)
+        self.input_size = (int(input_size[0]), int(input_size[1]))
+        self.uniform = dataset.image_size is not None
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.dataset) / self.batch_size)
+
+    def __getitem__(self, b: int):
+        start = b * self.batch_size
+        stop = min(start + self.batch_size, len(self.dataset))
+        idx = np.arange(start, stop)
+        images = self.dataset.images(idx)
+        if not (self.uniform and isinstance(images, np.ndarray)):
+            # uniform datasets: an odd-sized image (e.g. EXIF-rotated) is brought to the common
+            # size; variable-size datasets: every image to input_size. Per image, so the result
+            # does not depend on which batch an image falls in.
+            target = self.dataset.image_size if self.uniform else self.input_size
+            images = np.stack([resize_rgb(np.asarray(im, dtype=np.uint8), target) for im in images])
+        if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
+            raise ValueError(f"{self.dataset.dataset_id}: expected uint8 (B, H, W, 3) images, "
+                             f"got {images.dtype} {images.shape}")
+        labels = np.asarray(self.dataset.labels[start:stop], dtype=np.int64)
+        return torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels.copy()), start
+
+
+def to_model_input(batch_u8: torch.Tensor, input_size, *, channels_last: bool = False) -> torch.Tensor:
+    """uint8 ``(B, H, W, 3)`` (on any device) -> float ``(B, 3, *input_size)`` in [0, 1].
+
+    Conversion and (antialiased bilinear) resizing happen on ``batch_u8``'s device.
+    """
+    x = batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    size = (int(input_size[0]), int(input_size[1]))
+    if tuple(x.shape[-2:]) != size:
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    return x.contiguous(memory_format=fmt)
+
+
+def _input_size(backbone, input_size):
+    if input_size is not None:
+        return tuple(int(v) for v in input_size)
+    config = getattr(backbone, "config", None)
+    size = getattr(config, "input_size", None)
+    if size is None:
+        raise ValueError("backbone has no config.input_size; pass input_size=(H, W)")
+    return (int(size[0]), int(size[1]))
+
+
+def _resolve_device(device) -> torch.device:
+    dev = torch.device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("device='cuda' requested but torch.cuda.is_available() is False")
+    return dev
+
+
+def iter_feature_batches(
+    backbone: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str | torch.device = "cpu",
+    autocast: bool = False,
+    channels_last: bool = False,
+    with_outputs: bool = True,
+    input_size: tuple[int, int] | None = None,
+    progress: ProgressFn | None = None,
+) -> Iterator[FeatureBatch]:
+    """Yield :class:`FeatureBatch` chunks in dataset order (for incremental writing).
+
+    The backbone is moved to ``device`` and put in eval mode for the duration (its training
+    flag is restored afterwards). ``num_workers``: loader processes (default 0 on CPU, 2 on
+    CUDA). ``with_outputs``: also return source-task probabilities when the backbone has
+    ``forward_with_outputs``. ``progress(done, total)`` is called after every batch.
+    """
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
+    dev = _resolve_device(device)
+    size = _input_size(backbone, input_size)
+    if num_workers is None:
+        num_workers = min(2, os.cpu_count() or 1) if dev.type == "cuda" else 0
+    batches = UInt8Batches(dataset, batch_size, size)
+    loader = torch.utils.data.DataLoader(
+        batches, batch_size=None, shuffle=False, num_workers=int(num_workers),
+        pin_memory=dev.type == "cuda", prefetch_factor=2 if num_workers > 0 else None,
+    )
+    backbone.to(dev)
+    if channels_last:
+        backbone.to(memory_format=torch.channels_last)
+    was_training = backbone.training
+    backbone.eval()
+    use_outputs = with_outputs and hasattr(backbone, "forward_with_outputs")
+    amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
+    total = len(dataset)
+    done = 0
+    try:
+        with torch.no_grad():
+            for batch_u8, labels, start in loader:
+                x = to_model_input(batch_u8.to(dev, non_blocking=True), size, channels_last=channels_last)
+                with torch.autocast(device_type=dev.type, dtype=amp_dtype, enabled=bool(autocast)):
+                    if use_outputs:
+                        feats, probs = backbone.forward_with_outputs(x)
+                    else:
+                        feats, probs = backbone(x), None
+                n = x.shape[0]
+                feats = feats.reshape(n, -1).float().cpu().numpy()
+                if probs is not None:
+                    probs = probs.reshape(n, -1).float().cpu().numpy()
+                start = int(start)
+                done += n
+                yield FeatureBatch(start, start + n, feats, labels.numpy(), probs)
+                if progress is not None:
+                    progress(done, total)
+    finally:
+        backbone.train(was_training)
+
+
+def extract_features(
+    backbone: torch.nn.Module,
+    dataset,
+    *,
+    batch_size: int = 64,
+    num_workers: int | None = None,
+    device: str | torch.device = "cpu",
+    autocast: bool = False,
+    channels_last: bool = False,
+    with_outputs: bool = True,
+    input_size: tuple[int, int] | None = None,
+    progress: ProgressFn | None = None,
+) -> ExtractionResult:
+    """Features (and source-task probabilities) of every image of ``dataset``, in order.
+
+    See :func:`iter_feature_batches` for the arguments. Returns float32 features and
+    probabilities; ``source_probs`` is ``None`` when the backbone has no source head or
+    ``with_outputs=False``.
+    """
+    t0 = time.perf_counter()
+    n = len(dataset)
+    feats = probs = None
+    has_probs: bool | None = None
+    for fb in iter_feature_batches(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
+                                   device=device, autocast=autocast, channels_last=channels_last,
+                                   with_outputs=with_outputs, input_size=input_size, progress=progress):
+        if feats is None:
+            feats = np.empty((n, fb.features.shape[1]), dtype=np.float32)
+            has_probs = fb.source_probs is not None
+            if has_probs:
+                probs = np.empty((n, fb.source_probs.shape[1]), dtype=np.float32)
+        if (fb.source_probs is not None) != has_probs:
+            raise ValueError("backbone returned source probabilities for some batches only")
+        feats[fb.start:fb.stop] = fb.features
+        if has_probs:
+            probs[fb.start:fb.stop] = fb.source_probs
+    if feats is None:  # empty dataset
+        dim = int(getattr(getattr(backbone, "config", None), "feature_dim", 0) or 0)
+        feats = np.empty((0, dim), dtype=np.float32)
+    labels = np.asarray(dataset.labels, dtype=np.int64).copy()
+    return ExtractionResult(feats, labels, probs, time.perf_counter() - t0)

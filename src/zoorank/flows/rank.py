@@ -1,0 +1,79 @@
+"""The ``rank`` flow: fan out per (model, dataset) into cached stages, score, rank, track.
+
+    prepare-dataset (per dataset)   resolve-model (per model)
+                 \\                  /
+                  extract-features (per pair)
+                   /            \\
+           svm-loginit     ntk-eigenvalues      (independent, run in parallel)
+                   \\            /
+        score (LEAD + every baseline, one task per metric; baselines need only the features)
+                          |
+        ranking table per dataset -> MLflow (parent run + nested run per pair)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from zoorank.config import Settings, apply_offline_defaults
+
+apply_offline_defaults()
+
+from prefect import flow, get_run_logger  # noqa: E402
+
+from zoorank import pipeline, stages, tasks  # noqa: E402
+
+
+def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: stages.SubsetSpec,
+               metrics: list[str], metric_params: dict, lead_params: stages.LeadParams,
+               device: str, batch_size: int, data_root: str | None) -> list[pipeline.PairOutcome]:
+    ds_futures = {d: tasks.prepare_dataset.submit(d, subset, data_root) for d in datasets}
+    model_futures = [tasks.resolve_model.submit(spec) for spec in specs]
+    pending = []
+    for d, ds_f in ds_futures.items():
+        for spec, model_f in zip(specs, model_futures):
+            feat = tasks.extract_features.submit(settings, spec, model_f, ds_f, subset, data_root,
+                                                 device, batch_size)
+            svm = ntk = None
+            if "lead" in metrics:
+                svm = tasks.svm_loginit.submit(settings, feat, lead_params.svm)
+                ntk = tasks.ntk_eigenvalues.submit(settings, feat, lead_params.ntk)
+            scores = {m: tasks.score.submit(settings, m, feat, metric_params.get(m, {}),
+                                            svm if m == "lead" else None, ntk if m == "lead" else None)
+                      for m in metrics}
+            pending.append((model_f, ds_f, feat, [f for f in (svm, ntk) if f is not None], scores))
+    outcomes = []
+    for model_f, ds_f, feat, lead_f, scores in pending:
+        outcomes.append(pipeline.collect_pair(model_f.result(), ds_f.result(), feat.result(),
+                                              [f.result() for f in lead_f],
+                                              {m: f.result() for m, f in scores.items()}))
+    return outcomes
+
+
+@flow(name="rank", log_prints=False, persist_result=False)
+def rank_flow(specs: list, datasets: list[str], subset: stages.SubsetSpec | None = None,
+              metrics: list[str] | None = None, metric_params: dict | None = None,
+              lead_params: stages.LeadParams | None = None, settings: Settings | None = None,
+              device: str = "cpu", batch_size: int = 64, data_root: str | None = None,
+              track: bool = True, new_run: bool = False) -> dict:
+    """Rank ``specs`` on each dataset; returns ``{"table": records, "run_id": ..., "pairs": ...}``."""
+    settings = settings or Settings.from_env()
+    subset = subset or stages.SubsetSpec()
+    metrics = list(metrics or pipeline.default_metrics())
+    metric_params = dict(metric_params or {})
+    lead_params = lead_params or stages.LeadParams()
+    outcomes = _flow_body(settings, specs, datasets, subset, metrics, metric_params, lead_params,
+                          device, batch_size, data_root)
+    table = pipeline.ranking_table(outcomes, metrics)
+    run_id = None
+    if track:
+        from zoorank.tracking_report import log_ranking
+
+        run_id = log_ranking(settings, outcomes, table, subset=subset, metrics=metrics,
+                             params={"metric_params": metric_params, "lead": asdict(lead_params)},
+                             new_run=new_run)
+    try:
+        get_run_logger().info("ranked %d pairs; MLflow run %s", len(outcomes), run_id)
+    except Exception:  # noqa: BLE001 - logging is best effort
+        pass
+    return {"table": table.to_dict("records"), "run_id": run_id,
+            "pairs": [asdict(o) for o in outcomes]}

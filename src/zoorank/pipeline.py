@@ -1,0 +1,145 @@
+"""Glue between the zoo, the datasets and the stages, shared by the Prefect tasks, the
+direct (Prefect-free) runner and the CLI: loading specs, model identities, the ranking table.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from zoorank import stages
+from zoorank.storage.arrays import ArrayStore
+from zoorank.storage.keys import content_digest
+
+#: LEAD first, then the baselines in the registry's order.
+DEFAULT_METRICS: tuple[str, ...] = ()
+
+
+def default_metrics() -> list[str]:
+    from zoorank.metrics.registry import METRICS
+
+    return list(METRICS)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_dataset(dataset_id: str, data_root: str | None):
+    from zoorank.data import load_dataset
+
+    return load_dataset(dataset_id, root=data_root)
+
+
+def load_subset(dataset_id: str, subset: stages.SubsetSpec, data_root: str | None = None):
+    """The scored images of ``dataset_id`` (datasets are memoised per process)."""
+    return stages.select_subset(_load_dataset(dataset_id, data_root), subset)
+
+
+def load_backbone(spec, device: str = "cpu"):
+    from zoorank.zoo import load_model
+
+    return load_model(spec, device=device)
+
+
+def spec_id(spec) -> str:
+    return spec if isinstance(spec, str) else spec.id
+
+
+def model_identity(spec) -> dict:
+    """``{"model", "identity", "has_outputs", "feature_dim"}``: identity = id + weights digest.
+
+    Loads the backbone once (weights digest); the features stage only loads it again on a
+    cache miss.
+    """
+    backbone = load_backbone(spec)
+    cfg = backbone.config
+    return {"model": spec_id(spec), "identity": f"{spec_id(spec)}@{backbone.weights_digest()[:16]}",
+            "has_outputs": cfg.source_task is not None and bool(cfg.num_source_outputs),
+            "feature_dim": int(cfg.feature_dim)}
+
+
+@dataclass
+class PairOutcome:
+    """Everything the ranking table and MLflow need about one (model, dataset) pair."""
+
+    model: str
+    dataset: str
+    identity: str
+    scores: dict = field(default_factory=dict)      # metric -> float
+    errors: dict = field(default_factory=dict)      # metric -> reason
+    timings: dict = field(default_factory=dict)     # stage -> seconds
+    cache_hits: dict = field(default_factory=dict)  # stage -> bool (scores: count of hits)
+    keys: dict = field(default_factory=dict)
+
+
+def collect_pair(model: dict, dataset: dict, features: dict, stage_results: list[dict],
+                 score_results: dict[str, dict]) -> PairOutcome:
+    """Fold stage results (dicts of StageResult) into a PairOutcome."""
+    out = PairOutcome(model["model"], dataset["dataset"], model["identity"], keys=features["keys"])
+    for res in [features["result"], *stage_results]:
+        out.timings[res["stage"]] = res["seconds"]
+        out.cache_hits[res["stage"]] = res["cache_hit"]
+    out.timings["score"] = sum(r["seconds"] for r in score_results.values())
+    out.cache_hits["score"] = sum(bool(r["cache_hit"]) for r in score_results.values())
+    for metric, res in score_results.items():
+        if "score" in res["info"]:
+            out.scores[metric] = float(res["info"]["score"])
+        else:
+            out.errors[metric] = res["info"].get("error", "unknown error")
+    return out
+
+
+def ranking_table(pairs: list[PairOutcome], metrics: list[str], rank_by: str = "lead") -> pd.DataFrame:
+    """One row per (dataset, model): scores of every metric, the rank by ``rank_by`` within
+    its dataset (1 = predicted best), seconds spent and stages served from cache."""
+    rows = []
+    for p in pairs:
+        row = {"dataset": p.dataset, "model": p.model}
+        row.update({m: p.scores.get(m, np.nan) for m in metrics})
+        row["seconds"] = round(sum(p.timings.values()), 3)
+        row["cached_stages"] = sum(int(v) for k, v in p.cache_hits.items() if k != "score") + p.cache_hits.get("score", 0)
+        row["failed"] = ";".join(f"{m}: {why}" for m, why in sorted(p.errors.items()))
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    if df.empty:
+        return df
+    key = rank_by if rank_by in df else metrics[0]
+    df["rank"] = df.groupby("dataset")[key].rank(ascending=False, method="min", na_option="bottom").astype(int)
+    df = df.sort_values(["dataset", "rank", "model"]).reset_index(drop=True)
+    return df[["dataset", "rank", "model", *metrics, "seconds", "cached_stages", "failed"]]
+
+
+def logical_key(models: list[dict], datasets: list[dict], subset: stages.SubsetSpec,
+                metrics: list[str], params: dict) -> str:
+    """Identity of a ranking (same inputs -> same key): used to avoid duplicate MLflow runs."""
+    return content_digest("ranking", models=sorted(m["identity"] for m in models),
+                          datasets=sorted(d["fingerprint"] for d in datasets), subset=subset.as_dict(),
+                          metrics=sorted(metrics), params=params)
+
+
+def run_pair_direct(store: ArrayStore, spec, dataset_id: str, subset: stages.SubsetSpec, metrics: list[str],
+                    metric_params: dict | None = None, lead_params: stages.LeadParams | None = None,
+                    device: str = "cpu", data_root: str | None = None) -> PairOutcome:
+    """One pair through every stage without Prefect (same functions the tasks call)."""
+    from dataclasses import asdict
+
+    lead_params = lead_params or stages.LeadParams()
+    images = load_subset(dataset_id, subset, data_root)
+    model = model_identity(spec)
+    dataset = {"dataset": dataset_id, "fingerprint": images.fingerprint()}
+    keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
+    feat = stages.ensure_features(store, keys, lambda: load_backbone(spec, device), images, device=device)
+    features = {"keys": asdict(keys), "result": asdict(feat)}
+    svm = asdict(stages.ensure_svm_logits(store, keys, lead_params.svm))
+    ntk = asdict(stages.ensure_ntk_eigenvalues(store, keys, lead_params.ntk))
+    scores = {}
+    for m in metrics:
+        lead_inputs = (svm["key"], ntk["key"]) if m == "lead" else None
+        scores[m] = asdict(stages.ensure_score(store, m, keys, params=(metric_params or {}).get(m, {}),
+                                               lead_inputs=lead_inputs))
+    return collect_pair(model, dataset, features, [svm, ntk], scores)
+
+
+def now() -> float:
+    return time.perf_counter()

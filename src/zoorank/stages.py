@@ -1,0 +1,190 @@
+"""Pipeline stages as plain functions: compute an intermediate once, cache it under its content key.
+
+Each ``ensure_*`` function computes the content key of its output (model id + weights
+digest + dataset fingerprint + subset + preprocessing version + stage code version +
+parameters, see ``zoorank.storage.keys``), returns the cached entry when a complete and
+verified one exists, and otherwise computes it and publishes it atomically. They pass keys,
+not arrays, so Prefect tasks (``zoorank.tasks``) are thin wrappers around them, and the
+same functions run without Prefect (benchmarks compare the two).
+
+Data flow: dataset + model -> features (+ source_probs) -> svm_logits, ntk_eigenvalues ->
+one score per metric.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from zoorank.metrics import registry as metric_registry
+from zoorank.storage.arrays import ArrayStore
+from zoorank.storage.keys import content_key
+
+PREPROCESSING_VERSION = "rgb-uint8-bilinear-antialias-v1"
+
+
+@dataclass(frozen=True)
+class SubsetSpec:
+    """Which images of a dataset are scored: a seeded stratified split, then ``per_class``."""
+
+    split: str = "train"
+    per_class: int | None = None
+    seed: int = 0
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class StageResult:
+    """Outcome of one stage: the key of its output, whether it came from cache, its time."""
+
+    stage: str
+    key: str
+    cache_hit: bool
+    seconds: float
+    info: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class FeatureKeys:
+    """Keys of one (model, dataset subset) extraction: features, labels, source probabilities."""
+
+    features: str
+    labels: str
+    source_probs: str | None
+
+
+@dataclass(frozen=True)
+class LeadParams:
+    """Parameters of LEAD's cached stages (see zoorank.metrics.lead for meaning and defaults)."""
+
+    svm: dict = field(default_factory=dict)
+    ntk: dict = field(default_factory=dict)
+
+
+def _timed(stage: str, key: str, hit: bool, start: float, **info) -> StageResult:
+    return StageResult(stage, key, hit, time.perf_counter() - start, info)
+
+
+def select_subset(dataset, subset: SubsetSpec):
+    """The images a ranking scores: ``subset.split`` of a seeded stratified split (or
+    ``"all"``), then ``per_class`` images per class (seeded). A class with fewer images than
+    asked for is a ValueError naming the dataset, the split and the class."""
+    from zoorank.data import stratified_split, subsample_per_class
+
+    if subset.split == "all":
+        idx = np.arange(len(dataset))
+    else:
+        splits = stratified_split(dataset.labels, random_state=subset.seed)
+        if subset.split not in splits:
+            raise ValueError(f"unknown split {subset.split!r}; choose from {sorted(splits)} or 'all'")
+        idx = np.sort(splits[subset.split])
+    if subset.per_class is not None:
+        try:
+            chosen = subsample_per_class(dataset.labels[idx], subset.per_class, random_state=subset.seed)
+        except ValueError as exc:
+            raise ValueError(f"dataset {dataset.dataset_id!r} ({subset.split} split): {exc}") from None
+        idx = idx[np.sort(chosen)]
+    return dataset.subset(idx)
+
+
+def feature_keys(model_identity: str, dataset_fingerprint: str, has_outputs: bool) -> FeatureKeys:
+    """Content keys of an extraction: model identity (id + weights digest) x dataset subset."""
+    parts = dict(model=model_identity, dataset=dataset_fingerprint, preprocessing=PREPROCESSING_VERSION)
+    return FeatureKeys(
+        features=content_key("features", **parts),
+        labels=content_key("labels", dataset=dataset_fingerprint),
+        source_probs=content_key("source_probs", **parts) if has_outputs else None,
+    )
+
+
+def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images, *,
+                    batch_size: int = 64, device: str = "cpu", num_workers: int = 0,
+                    progress=None) -> StageResult:
+    """Extract (or reuse) features, labels and source-task probabilities of ``images``.
+
+    ``load_backbone`` is called only on a cache miss. The features entry is published last,
+    so its presence (verified) means the whole stage finished.
+    """
+    from zoorank.extract import extract_features
+
+    start = time.perf_counter()
+    wanted = [keys.labels, keys.features] + ([keys.source_probs] if keys.source_probs else [])
+    if all(store.exists(k) for k in wanted):
+        return _timed("features", keys.features, True, start)
+    backbone = load_backbone()
+    result = extract_features(backbone, images, batch_size=batch_size, device=device,
+                              num_workers=num_workers, with_outputs=keys.source_probs is not None,
+                              progress=progress)
+    feats = np.asarray(result.features, dtype=np.float32)
+    if not np.all(np.isfinite(feats)):
+        bad = int(np.count_nonzero(~np.isfinite(feats).all(axis=1)))
+        raise ValueError(f"backbone produced NaN/inf features for {bad} of {len(feats)} images "
+                         f"(dataset {images.dataset_id!r}); nothing was cached")
+    store.put(keys.labels, np.asarray(images.labels, dtype=np.int64))
+    if keys.source_probs is not None:
+        if result.source_probs is None:
+            raise ValueError("backbone declared source-task outputs but returned none")
+        store.put(keys.source_probs, np.asarray(result.source_probs, dtype=np.float32))
+    store.put(keys.features, feats, attrs={"dataset": images.dataset_id, "n": int(feats.shape[0])})
+    return _timed("features", keys.features, False, start, n=int(feats.shape[0]), dim=int(feats.shape[1]))
+
+
+def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute) -> StageResult:
+    start = time.perf_counter()
+    key = content_key(stage, features=store.checksum(keys.features), labels=store.checksum(keys.labels),
+                      params=params)
+    if store.exists(key):
+        return _timed(stage, key, True, start)
+    value = compute(store.get(keys.features), store.get(keys.labels), **params)
+    store.put(key, np.asarray(value, dtype=np.float64))
+    return _timed(stage, key, False, start)
+
+
+def ensure_svm_logits(store: ArrayStore, keys: FeatureKeys, params: dict | None = None) -> StageResult:
+    """LEAD stage 2: initial logits from a multi-class SVM (zoorank.metrics.lead.svm_logits)."""
+    from zoorank.metrics.lead import svm_logits
+
+    return _lead_stage(store, "svm_logits", keys, dict(params or {}), svm_logits)
+
+
+def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | None = None) -> StageResult:
+    """LEAD stages 3-5: per-class mean NTK eigenvalue of a random head (class_ntk_eigenvalues)."""
+    from zoorank.metrics.lead import class_ntk_eigenvalues
+
+    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), class_ntk_eigenvalues)
+
+
+def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: dict | None = None,
+                 lead_inputs: tuple[str, str] | None = None) -> StageResult:
+    """Score one metric on cached inputs; the record holds ``{"score": x}`` or ``{"error": msg}``.
+
+    A metric that fails on this pair is recorded as failed with its reason (and not retried
+    until its inputs or parameters change); the other metrics go on.
+    """
+    start = time.perf_counter()
+    spec = metric_registry.get_metric(metric)
+    params = dict(params or {})
+    upstream = {"features": store.checksum(keys.features), "labels": store.checksum(keys.labels)}
+    if "source_probs" in spec.needs:
+        upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None
+    if metric == "lead" and lead_inputs is not None:
+        upstream["log_init"], upstream["class_eigenvalues"] = (store.checksum(k) for k in lead_inputs)
+    key = content_key("scores", metric=metric, upstream=upstream, params=params)
+    if store.has_record(key):
+        return _timed("score", key, True, start, **store.get_record(key))
+    inputs = {}
+    if upstream.get("source_probs"):
+        inputs["source_probs"] = store.get(keys.source_probs)
+    if "log_init" in upstream:
+        inputs["log_init"] = store.get(lead_inputs[0])
+        inputs["class_eigenvalues"] = store.get(lead_inputs[1])
+    try:
+        value = {"score": metric_registry.score(metric, store.get(keys.features), store.get(keys.labels),
+                                                **inputs, **params)}
+    except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
+        value = {"error": f"{type(exc).__name__}: {exc}"}
+    store.put_record(key, value)
+    return _timed("score", key, False, start, **value)

@@ -1,0 +1,343 @@
+"""Baselines A: LogME, LEEP, NCE, N-LEEP, H-score (+ regularised), TransRate, kNN, LFC.
+
+Each metric is checked against an independent (direct, loop-based or explicit) formulation
+on small synthetic data, plus invariances, separability, low-data behaviour and input
+validation.
+"""
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from zoorank.metrics.hscore import hscore, ledoit_wolf_from_cov, regularized_hscore
+from zoorank.metrics._common import stratified_subsample
+from zoorank.metrics.knn import knn_score
+from zoorank.metrics.leep import leep_score
+from zoorank.metrics.lfc import lfc_exact, lfc_score
+from zoorank.metrics.logme import log_evidence, logme_fit, logme_score
+from zoorank.metrics.nce import nce_score
+from zoorank.metrics.nleep import nleep_score, pca_reduce
+from zoorank.metrics.transrate import transrate_score
+from zoorank.metrics.validation import one_hot
+
+
+def make_data(n=120, d=8, k=4, c=7, sep=3.0, seed=0):
+    """Gaussian blobs (balanced classes) and informative source probabilities."""
+    rng = np.random.default_rng(seed)
+    y = np.arange(n) % k
+    rng.shuffle(y)
+    means = rng.normal(size=(k, d)) * sep
+    x = means[y] + rng.normal(size=(n, d))
+    logits = rng.normal(size=(n, c)) + 2.5 * np.eye(c)[y % c]
+    p = np.exp(logits)
+    p /= p.sum(axis=1, keepdims=True)
+    return x, y, p
+
+
+# name -> callable(x, y, p)
+METRICS = {
+    "logme": lambda x, y, p: logme_score(x, y),
+    "leep": lambda x, y, p: leep_score(x, y, source_probs=p),
+    "nce": lambda x, y, p: nce_score(x, y, source_probs=p),
+    "nleep": lambda x, y, p: nleep_score(x, y),
+    "hscore": lambda x, y, p: hscore(x, y),
+    "reg_hscore": lambda x, y, p: regularized_hscore(x, y),
+    "transrate": lambda x, y, p: transrate_score(x, y),
+    "knn": lambda x, y, p: knn_score(x, y, k=5),
+    "lfc": lambda x, y, p: lfc_score(x, y),
+}
+
+
+# ----------------------------------------------------------------------------- LogME
+def _direct_log_evidence(x, t, alpha, beta):
+    n = x.shape[0]
+    cov = np.eye(n) / beta + x @ x.T / alpha
+    return stats.multivariate_normal(mean=np.zeros(n), cov=cov).logpdf(t)
+
+
+@pytest.mark.parametrize("n,d", [(60, 10), (15, 40)])  # N > D and N < D (rank-deficient)
+def test_logme_evidence_matches_direct_marginal_likelihood(n, d):
+    x, y, _ = make_data(n=n, d=d, k=3, sep=1.0)
+    targets = one_hot(y, 3)
+    fit = logme_fit(x, targets, tol=1e-12, max_iter=10_000)
+    direct = []
+    for j in range(3):
+        a, b = fit["alpha"][j], fit["beta"][j]
+        ref = _direct_log_evidence(x, targets[:, j], a, b)
+        direct.append(ref / n)
+        assert fit["evidence"][j] * n == pytest.approx(ref, rel=1e-9, abs=1e-8)
+        assert log_evidence(x, targets[:, j], a, b) == pytest.approx(ref, rel=1e-9, abs=1e-8)
+        # stationary point: the evidence is lower at perturbed (alpha, beta). When N < D the
+        # labels lie in span(F) and the evidence keeps growing with beta (the supremum is
+        # noise-free; the reference's 1e-5 in beta's denominator stops it), so only alpha
+        # is checked there.
+        steps = [(1.05, 1), (0.95, 1), (1.3, 1), (0.7, 1)]
+        if n > d:
+            steps += [(1, 1.05), (1, 0.95), (1.05, 0.95), (0.9, 1.1)]
+        for fa, fb in steps:
+            assert _direct_log_evidence(x, targets[:, j], a * fa, b * fb) < ref
+    assert logme_score(x, y, tol=1e-12, max_iter=10_000) == pytest.approx(np.mean(direct), rel=1e-9)
+
+
+def test_logme_default_tolerance_close_to_converged_and_thuml_compat():
+    x, y, _ = make_data(n=200, d=12, k=4, sep=1.0)
+    tight = logme_score(x, y, tol=1e-12, max_iter=10_000)
+    assert logme_score(x, y) == pytest.approx(tight, rel=1e-8)
+    # N > D, full rank: thuml's formula coincides up to its looser stopping rule
+    assert logme_score(x, y, thuml_compat=True) == pytest.approx(tight, rel=1e-5)
+    # N < D: thuml's value exceeds the exact log evidence by (D - N)/2 log(alpha) / N
+    xs, ys, _ = make_data(n=20, d=50, k=4, sep=1.0)
+    fit = logme_fit(xs, one_hot(ys, 4), thuml_compat=True)
+    exact = logme_fit(xs, one_hot(ys, 4), tol=1e-3, max_iter=11)
+    assert np.allclose(fit["alpha"], exact["alpha"]) and np.allclose(fit["beta"], exact["beta"])
+    gap = fit["evidence"] - exact["evidence"]
+    assert np.all(gap > 0) or np.all(fit["alpha"] < 1)
+    assert np.allclose(gap, (50 - 20) / 2 * np.log(fit["alpha"]) / 20, rtol=1e-2, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- H-score
+def _direct_hscore(x, y):
+    g = np.zeros_like(x)
+    for c in np.unique(y):
+        g[y == c] = x[y == c].mean(axis=0)
+    return np.trace(np.linalg.pinv(np.cov(x, rowvar=False), rcond=1e-15) @ np.cov(g, rowvar=False))
+
+
+def test_hscore_matches_definition():
+    x, y, _ = make_data(n=150, d=6, k=5, sep=1.0)
+    assert hscore(x, y) == pytest.approx(_direct_hscore(x, y), rel=1e-10)
+    # singular covariance (N < D): pseudo-inverse definition
+    xs, ys, _ = make_data(n=12, d=20, k=3, sep=1.0)
+    assert hscore(xs, ys) == pytest.approx(_direct_hscore(xs, ys), rel=1e-6)
+
+
+def test_regularized_hscore_matches_ledoit_wolf_definition():
+    from sklearn.covariance import LedoitWolf, ledoit_wolf_shrinkage
+    x, y, _ = make_data(n=80, d=30, k=4, sep=1.0)
+    xc = x - x.mean(axis=0)
+    lw = LedoitWolf().fit(x)
+    assert ledoit_wolf_from_cov(xc.T @ xc / len(x), xc) == pytest.approx(
+        ledoit_wolf_shrinkage(x), rel=1e-10)
+    alpha = lw.shrinkage_
+    g = np.zeros_like(x)
+    for c in range(4):
+        g[y == c] = xc[y == c].mean(axis=0)
+    cov_g = g.T @ g / len(x)  # biased, like the Ledoit-Wolf covariance
+    direct = np.trace(np.linalg.inv(lw.covariance_) @ ((1 - alpha) * cov_g))
+    assert regularized_hscore(x, y) == pytest.approx(direct, rel=1e-9)
+    assert regularized_hscore(x, y, shrinkage=0.0) == pytest.approx(hscore(x, y), rel=1e-9)
+    with pytest.raises(ValueError, match="shrinkage"):
+        regularized_hscore(x, y, shrinkage=1.5)
+
+
+# ----------------------------------------------------------------------------- LEEP / NCE
+def test_leep_matches_loop_computation():
+    x, y, p = make_data(n=50, k=3, c=5, sep=1.0)
+    n, c = p.shape
+    joint = np.zeros((3, c))
+    for i in range(n):
+        for z in range(c):
+            joint[y[i], z] += p[i, z] / n
+    total = 0.0
+    for i in range(n):
+        eep = sum(joint[y[i], z] / joint[:, z].sum() * p[i, z] for z in range(c))
+        total += math.log(eep)
+    assert leep_score(x, y, source_probs=p) == pytest.approx(total / n, rel=1e-12)
+
+
+def test_leep_source_class_without_mass_is_finite():
+    x, y, p = make_data(n=40, k=2, c=4)
+    p = np.hstack([p, np.zeros((40, 1))])
+    assert np.isfinite(leep_score(x, y, source_probs=p))
+
+
+def test_nce_matches_counting():
+    x, y, p = make_data(n=70, k=4, c=6, sep=1.0)
+    z = p.argmax(axis=1)
+    n = len(y)
+    pairs, zs = Counter(zip(y.tolist(), z.tolist())), Counter(z.tolist())
+    h = -sum(cnt / n * math.log(cnt / zs[zz]) for (yy, zz), cnt in pairs.items())
+    assert nce_score(x, y, source_probs=p) == pytest.approx(-h, rel=1e-12)
+    # source label determines the target label -> 0
+    p_det = np.eye(4)[y]
+    assert nce_score(x, y, source_probs=p_det) == pytest.approx(0.0, abs=1e-15)
+
+
+# ----------------------------------------------------------------------------- TransRate
+def test_transrate_matches_logdet_formulas():
+    x, y, _ = make_data(n=45, d=20, k=3, sep=1.0)   # classes of 15 < D=20: n x n path used
+    eps = 1e-4
+    z = x - x.mean(axis=0)
+
+    def rate(m):
+        n, d = m.shape
+        return 0.5 * np.linalg.slogdet(np.eye(d) + m.T @ m / (n * eps))[1]
+
+    direct = rate(z) - np.mean([rate(z[y == c]) for c in range(3)])
+    assert transrate_score(x, y) == pytest.approx(direct, rel=1e-10)
+    x2, y2, _ = make_data(n=200, d=5, k=4, sep=1.0)
+    z2 = x2 - x2.mean(axis=0)
+    direct2 = rate(z2) - np.mean([rate(z2[y2 == c]) for c in range(4)])
+    assert transrate_score(x2, y2, eps=eps) == pytest.approx(direct2, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- kNN
+def _brute_knn(x, y, k, normalize, queries=None):
+    if normalize:
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    n = len(y)
+    correct = []
+    for i in (range(n) if queries is None else queries):
+        if normalize:
+            d = [-(x[i] @ x[j]) for j in range(n)]
+        else:
+            d = [float(np.sum((x[i] - x[j]) ** 2)) for j in range(n)]
+        d[i] = np.inf
+        nbrs = sorted(range(n), key=lambda j: d[j])[:k]
+        votes = Counter(y[j] for j in nbrs)
+        best = max(votes.values())
+        pred = next(y[j] for j in nbrs if votes[y[j]] == best)  # tie -> nearest tied class
+        correct.append(pred == y[i])
+    return float(np.mean(correct))
+
+
+@pytest.mark.parametrize("normalize", [True, False])
+@pytest.mark.parametrize("k", [1, 4, 7])
+def test_knn_matches_brute_force(normalize, k):
+    x, y, _ = make_data(n=60, d=5, k=3, sep=0.7, seed=3)
+    assert knn_score(x, y, k=k, normalize=normalize, max_queries=None) == pytest.approx(
+        _brute_knn(x, y, k, normalize))
+
+
+def test_knn_query_subset():
+    x, y, _ = make_data(n=90, d=5, k=3, sep=0.7, seed=4)
+    q = np.sort(stratified_subsample(x, y, 30, random_state=1, min_per_class=1,
+                                     canonical_order=False))
+    assert len(q) == 30 and np.all(np.bincount(y[q]) == 10)
+    # the query subset does not depend on the sample order
+    perm = np.random.default_rng(0).permutation(90)
+    assert knn_score(x[perm], y[perm], k=5, max_queries=30, random_state=1) == pytest.approx(
+        knn_score(x, y, k=5, max_queries=30, random_state=1))
+    assert knn_score(x, y, k=5, max_queries=30, random_state=1) == pytest.approx(
+        _brute_knn(x, y, 5, True, queries=q))
+
+
+# ----------------------------------------------------------------------------- LFC
+def _explicit_alignment(x, y):
+    n = len(y)
+    h = np.eye(n) - 1.0 / n
+    kc = h @ (x @ x.T) @ h
+    lab = np.where(y[:, None] == y[None, :], 1.0, -1.0)
+    yc = h @ lab @ h
+    return np.sum(kc * yc) / (np.linalg.norm(kc) * np.linalg.norm(yc))
+
+
+@pytest.mark.parametrize("n,d", [(90, 6), (30, 50)])
+def test_lfc_exact_matches_explicit_alignment(n, d):
+    x, y, _ = make_data(n=n, d=d, k=3, sep=1.0)
+    assert lfc_score(x, y) == pytest.approx(_explicit_alignment(x, y), rel=1e-10)
+    xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+    assert lfc_score(x, y, normalize=True) == pytest.approx(_explicit_alignment(xn, y), rel=1e-10)
+
+
+def test_lfc_explicit_path_uses_kernel_alignment():
+    pytest.importorskip("zoorank.metrics.kernel_alignment")
+    x, y, _ = make_data(n=90, d=6, k=3, sep=1.0)
+    assert lfc_score(x, y, method="explicit") == pytest.approx(lfc_score(x, y), rel=1e-9)
+    sub = lfc_score(x, y, method="explicit", max_samples=45, random_state=2)
+    idx = stratified_subsample(x, y, 45, random_state=2, min_per_class=1, canonical_order=False)
+    assert sub == pytest.approx(lfc_exact(x[idx], y[idx], 3), rel=1e-9)
+    with pytest.raises(ValueError, match="method"):
+        lfc_score(x, y, method="bogus")
+
+
+# ----------------------------------------------------------------------------- N-LEEP
+def test_nleep_pca_and_perfect_clusters():
+    x, y, _ = make_data(n=100, d=10, k=4, sep=8.0)
+    from sklearn.decomposition import PCA
+    ref = PCA(n_components=0.8, svd_solver="full").fit(x)
+    assert pca_reduce(x, 0.8).shape[1] == ref.n_components_
+    # one well-separated Gaussian per class: posteriors are one-hot -> log-likelihood ~ 0
+    assert nleep_score(x, y, n_components_per_class=1) == pytest.approx(0.0, abs=1e-6)
+    assert nleep_score(x, y, n_components_per_class=1, log=False) == pytest.approx(1.0, abs=1e-6)
+    # the paper's 5K components are capped at N
+    xs, ys, _ = make_data(n=8, d=3, k=4, sep=1.0)
+    assert np.isfinite(nleep_score(xs, ys))
+
+
+# ----------------------------------------------------------------------------- common properties
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_invariant_to_sample_order(name):
+    x, y, p = make_data(n=120, d=8, k=4, sep=1.5, seed=5)
+    perm = np.random.default_rng(1).permutation(len(y))
+    a = METRICS[name](x, y, p)
+    b = METRICS[name](x[perm], y[perm], p[perm])
+    assert b == pytest.approx(a, rel=1e-6, abs=1e-9)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_invariant_to_relabelling(name):
+    x, y, p = make_data(n=120, d=8, k=4, sep=1.5, seed=6)
+    relabel = np.array([7, 2, 11, 0])[y]          # permuted, non-contiguous class ids
+    a = METRICS[name](x, y, p)
+    b = METRICS[name](x, relabel, p)
+    assert b == pytest.approx(a, rel=1e-9, abs=1e-12)
+    strings = np.array(["d", "b", "a", "c"])[y]
+    assert METRICS[name](x, strings, p) == pytest.approx(a, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_separated_features_beat_shuffled_labels(name):
+    x, y, p = make_data(n=160, d=8, k=4, sep=2.0, seed=7)
+    shuffled = np.random.default_rng(0).permutation(y)
+    assert METRICS[name](x, y, p) > METRICS[name](x, shuffled, p)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+@pytest.mark.parametrize("d", [5, 64])
+def test_two_samples_per_class(name, d):
+    x, y, p = make_data(n=20, d=d, k=10, sep=1.0, seed=8)
+    assert np.bincount(y).tolist() == [2] * 10
+    try:
+        value = METRICS[name](x, y, p)
+    except ValueError as exc:          # allowed, if it says why
+        assert str(exc)
+    else:
+        assert np.isfinite(value)
+
+
+@pytest.mark.parametrize("name", sorted(METRICS))
+def test_rejects_nan_features(name):
+    x, y, p = make_data(n=30, k=3)
+    x[4, 2] = np.nan
+    with pytest.raises(ValueError, match="features"):
+        METRICS[name](x, y, p)
+
+
+@pytest.mark.parametrize("fn", [leep_score, nce_score])
+def test_rejects_bad_source_probs(fn):
+    x, y, p = make_data(n=30, k=3)
+    with pytest.raises(ValueError, match="source_probs"):
+        fn(x, y, source_probs=p[:-1])
+    with pytest.raises(ValueError, match="source_probs"):
+        fn(x, y, source_probs=np.log(p))          # logits, not probabilities
+    with pytest.raises(ValueError, match="source_probs"):
+        fn(x, y, source_probs=p * 2)              # rows do not sum to 1
+
+
+def test_rejects_bad_parameters_and_labels():
+    x, y, p = make_data(n=30, k=3)
+    with pytest.raises(ValueError, match="labels"):
+        logme_score(x, y[:-1])
+    with pytest.raises(ValueError, match="class"):
+        hscore(x, np.zeros(30, dtype=int))
+    with pytest.raises(ValueError, match="k must"):
+        knn_score(x, y, k=0)
+    with pytest.raises(ValueError, match="eps"):
+        transrate_score(x, y, eps=0)
+    with pytest.raises(ValueError, match="n_components_per_class"):
+        nleep_score(x, y, n_components_per_class=0)
