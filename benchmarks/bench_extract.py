@@ -76,8 +76,9 @@ def bench_one(model_id: str, dataset_id: str, args) -> dict:
     amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
 
     # pre-made batches on the device, exactly what the extractor feeds the model
-    batches = [to_model_input(u8.to(dev), size, channels_last=args.channels_last)
-               for u8, _, _ in UInt8Batches(ds, bs, size)]
+    made = UInt8Batches(ds, bs, size)
+    batches = [to_model_input(made[b][0].to(dev), size, channels_last=args.channels_last)
+               for b in range(len(made))]
 
     def forward_all():
         with torch.no_grad(), torch.autocast(dev.type, dtype=amp_dtype, enabled=args.autocast):
@@ -153,10 +154,17 @@ def main(argv=None) -> int:
     args.n = args.n or (8192 if cuda else 192)
     args.batch_size = args.batch_size or (256 if cuda else 64)
     args.num_workers_eff = args.num_workers if args.num_workers is not None else (2 if cuda else 0)
+    failed = 0
     for model_id in args.models:
         for dataset_id in args.datasets:
-            print(json.dumps(bench_one(model_id, dataset_id, args)), flush=True)
-    return 0
+            try:
+                row = bench_one(model_id, dataset_id, args)
+            except Exception as exc:  # report and go on with the other pairs
+                failed += 1
+                row = {"bench": "extract", "model": model_id, "dataset": dataset_id, "device": args.device,
+                       "error": f"{type(exc).__name__}: {exc}"}
+            print(json.dumps(row), flush=True)
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

@@ -142,4 +142,10 @@ def apply_offline_defaults(settings: Settings | None = None) -> dict[str, str]:
     settings = settings or Settings.from_env()
     managed = dict(OFFLINE_DEFAULTS)
     managed["PREFECT_HOME"] = str(settings.prefect_home)
-    return {name: os.environ.setdefault(name, value) for name, value in managed.items()}
+    applied = {name: os.environ.setdefault(name, value) for name, value in managed.items()}
+    prefect_home = Path(applied["PREFECT_HOME"])
+    try:  # Prefect cannot create nested folders itself; its server then never starts
+        prefect_home.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(f"cannot create the Prefect home folder {prefect_home}: {exc.strerror or exc}") from None
+    return applied

@@ -10,8 +10,9 @@ Data path (one policy, so results do not depend on ``batch_size`` or ``num_worke
 * the ``DataLoader`` yields **uint8** ``(B, H, W, 3)`` batches in dataset order; each loader
   item is a whole batch (one vectorised array read for in-memory datasets);
 * datasets whose images all share one size (MNIST-like arrays, rendered glyphs/emoji) are
-  stacked as uint8 and resized **on the device** (``F.interpolate``, bilinear,
-  ``antialias=True``), after the uint8 -> float / 255 conversion, also on the device;
+  stacked as uint8 and resized **on the device** (``F.interpolate``, bilinear, antialiased
+  when shrinking; for pure upscaling antialiasing is a no-op and is skipped), after the
+  uint8 -> float / 255 conversion, also on the device;
 * variable-size datasets (files) are resized to ``input_size`` on the CPU with PIL
   (bilinear, antialiased), inside the loader workers, then stacked;
 * ``pin_memory`` + ``non_blocking`` copies on CUDA; ``torch.no_grad``; optional autocast
@@ -80,6 +81,8 @@ class UInt8Batches(torch.utils.data.Dataset):
         return math.ceil(len(self.dataset) / self.batch_size)
 
     def __getitem__(self, b: int):
+        if not 0 <= b < len(self):
+            raise IndexError(f"batch {b} out of range for {len(self)} batches")
         start = b * self.batch_size
         stop = min(start + self.batch_size, len(self.dataset))
         idx = np.arange(start, stop)
@@ -102,12 +105,19 @@ def to_model_input(batch_u8: torch.Tensor, input_size, *, channels_last: bool = 
 
     Conversion and (antialiased bilinear) resizing happen on ``batch_u8``'s device.
     """
-    x = batch_u8.permute(0, 3, 1, 2).float().div_(255.0)
+    # NCHW-contiguous before interpolate: the uint8 copy is cheap and CUDA's antialiased
+    # kernel failed ("invalid argument") on the channels-last view of a 256 x 28 x 28 batch.
+    x = batch_u8.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     size = (int(input_size[0]), int(input_size[1]))
-    if tuple(x.shape[-2:]) != size:
-        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=True)
-    fmt = torch.channels_last if channels_last else torch.contiguous_format
-    return x.contiguous(memory_format=fmt)
+    h, w = x.shape[-2:]
+    if (h, w) != size:
+        # antialiasing only matters when shrinking; for pure upscaling it equals plain bilinear
+        # (to 1e-5) and the plain kernel is faster
+        shrink = size[0] < h or size[1] < w
+        x = F.interpolate(x, size=size, mode="bilinear", align_corners=False, antialias=shrink)
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def _input_size(backbone, input_size):

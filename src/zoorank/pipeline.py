@@ -52,9 +52,14 @@ def model_identity(spec) -> dict:
     Loads the backbone once (weights digest); the features stage only loads it again on a
     cache miss.
     """
+    import dataclasses
+
     backbone = load_backbone(spec)
     cfg = backbone.config
-    return {"model": spec_id(spec), "identity": f"{spec_id(spec)}@{backbone.weights_digest()[:16]}",
+    # the weights digest covers the file; the config covers overrides (input size, mean/std, ...)
+    config_digest = content_digest("features", config=dataclasses.asdict(cfg))[:8]
+    return {"model": spec_id(spec),
+            "identity": f"{spec_id(spec)}@{backbone.weights_digest()[:16]}.{config_digest}",
             "has_outputs": cfg.source_task is not None and bool(cfg.num_source_outputs),
             "feature_dim": int(cfg.feature_dim)}
 

@@ -11,12 +11,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from zoorank.config import sqlite_uri
+from zoorank.config import Settings, sqlite_uri
 from zoorank.storage.tracking import (
     RankingNotFound,
     Tracker,
     TrackingError,
     TrackingUnavailable,
+    _pair_key,
     logical_key,
 )
 
@@ -171,7 +172,7 @@ def test_unfinished_pair_run_is_completed(tracker):
         half = tracker.client.create_run(
             tracker.experiment_id, run_name="m @ d",
             tags={"zoorank.kind": "pair", "zoorank.model": "m", "zoorank.dataset": "d",
-                  "zoorank.pair_key": __import__("zoorank.storage.tracking", fromlist=["x"])._pair_key("m", "d"),
+                  "zoorank.pair_key": _pair_key("m", "d"),
                   "mlflow.parentRunId": run.run_id},
         )
         rid = run.log_pair("m", "d", params={"p": 1}, scores={"lead": 0.5})
@@ -180,31 +181,43 @@ def test_unfinished_pair_run_is_completed(tracker):
     assert done.info.status == "FINISHED" and done.data.metrics["score.lead"] == 0.5
 
 
-def _concurrent_logger(uri: str, artifacts: str, barrier, key: str) -> None:
-    t = Tracker(uri, "zoorank-conc", artifacts)
-    barrier.wait(60)
+def _concurrent_logger(uri: str, artifacts: str, barrier, key: str, experiment: str) -> None:
+    t = Tracker(uri, experiment, artifacts)
+    barrier.wait(120)
     with t.start_ranking("conc", logical_key=key) as run:
         for m in ("a", "b", "c"):
             run.log_pair(m, "d", scores={"lead": 1.0})
 
 
-def test_two_processes_share_one_parent(tmp_path):
+def _run_two_loggers(uri: str, artifacts: Path, experiment: str) -> Tracker:
     ctx = mp.get_context("spawn")
     barrier = ctx.Barrier(2)
-    uri = sqlite_uri(tmp_path / "mlflow.db")
     procs = [
-        ctx.Process(target=_concurrent_logger, args=(uri, str(tmp_path / "art"), barrier, "k" * 24))
+        ctx.Process(target=_concurrent_logger, args=(uri, str(artifacts), barrier, "k" * 24, experiment))
         for _ in range(2)
     ]
     for p in procs:
         p.start()
     for p in procs:
-        p.join(180)
+        p.join(300)
     assert [p.exitcode for p in procs] == [0, 0]
-    t = Tracker(uri, "zoorank-conc", tmp_path / "art")
+    t = Tracker(uri, experiment, artifacts)
     parents = t._search("tags.`zoorank.kind` = 'ranking'")
-    assert len(parents) == 1
-    assert len(t.find_pairs(parent_run_id=parents[0].info.run_id)) == 3
+    assert len(parents) == 1  # no duplicate parent for one logical ranking
+    assert len(t.find_pairs(parent_run_id=parents[0].info.run_id)) == 3  # nor duplicate pairs
+    return t
+
+
+def test_two_processes_share_one_parent(tracker, tmp_path):
+    # the database exists already (the usual case): only runs are raced for
+    _run_two_loggers(tracker.tracking_uri, tmp_path / "art", "zoorank-conc")
+
+
+@pytest.mark.slow
+def test_two_processes_on_a_fresh_database(tmp_path):
+    # both processes find no database: MLflow's schema migrations must not race (they did
+    # before Tracker serialised the first use: "table logged_models already exists")
+    _run_two_loggers(sqlite_uri(tmp_path / "mlflow.db"), tmp_path / "art", "zoorank-fresh")
 
 
 def test_unreachable_http_uri_fails_fast_and_names_it():
@@ -229,3 +242,14 @@ def test_bad_metric_values_are_named(tracker):
     with tracker.start_ranking("rank-bad") as run:
         with pytest.raises(TypeError, match="score.lead"):
             run.log_pair("m", "d", scores={"lead": "high"})
+
+
+def test_tracker_from_default_settings(tmp_path):
+    settings = Settings.from_env(env={}, home=tmp_path / "home")
+    assert settings.tracking_uri == "sqlite:///" + str(tmp_path / "home" / "mlflow.db")
+    t = Tracker.from_settings(settings)
+    exp = t.client.get_experiment(t.experiment_id)
+    assert exp.name == "zoorank"
+    assert exp.artifact_location == (tmp_path / "home" / "artifacts" / "zoorank").as_uri()
+    assert (tmp_path / "home" / "mlflow.db").is_file()
+    assert "mlflow ui --backend-store-uri" in t.ui_command()

@@ -253,6 +253,10 @@ def test_lfc_explicit_path_uses_kernel_alignment():
     assert sub == pytest.approx(lfc_exact(x[idx], y[idx], 3), rel=1e-9)
     with pytest.raises(ValueError, match="method"):
         lfc_score(x, y, method="bogus")
+    const = np.ones_like(x)
+    for method in ("exact", "explicit"):
+        with pytest.raises(ValueError, match="constant"):
+            lfc_score(const, y, method=method)
 
 
 # ----------------------------------------------------------------------------- N-LEEP

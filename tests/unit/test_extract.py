@@ -228,3 +228,16 @@ def test_cuda_matches_cpu():
     np.testing.assert_allclose(echo_gpu.features, echo_cpu.features, atol=1e-5)
     amp = extract_features(model, ds, batch_size=6, device="cuda", autocast=True, channels_last=True)
     np.testing.assert_allclose(amp.features, cpu.features, rtol=0.02, atol=0.02)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+@pytest.mark.parametrize("src,dst", [((28, 28), (224, 224)), ((128, 136), (16, 16)), ((64, 64), (28, 28))])
+def test_cuda_resize_of_large_batches(src, dst):
+    """A 256-image batch resized on the GPU (once failed in the antialiased CUDA kernel)."""
+    ds = _toy(n=260, h=src[0], w=src[1])
+    u8 = torch.from_numpy(ds.images(np.arange(256)))
+    got = to_model_input(u8.cuda(), dst, channels_last=True).cpu()
+    ref = to_model_input(u8, dst)
+    torch.testing.assert_close(got, ref, atol=1e-5, rtol=1e-5)
+    res = extract_features(InputEcho(dst), ds, batch_size=256, device="cuda")
+    assert res.features.shape == (260, 3 * dst[0] * dst[1])

@@ -138,6 +138,11 @@ def test_errors_name_the_problem():
         split_key("nodigest")
 
 
+def test_pipeline_stages_are_registered():
+    for stage in ("features", "labels", "source_probs", "svm_logits", "ntk_eigenvalues", "scores", "ranking"):
+        assert content_key(stage, x=1).startswith(stage + "/")
+
+
 def test_register_stage(monkeypatch):
     monkeypatch.setattr(keys, "STAGE_VERSIONS", dict(STAGE_VERSIONS))
     keys.register_stage("ground_truth", 3)

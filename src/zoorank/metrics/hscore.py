@@ -11,8 +11,11 @@ with alpha the Ledoit-Wolf shrinkage (Ledoit & Wolf 2004, as in
 
 Both are computed without forming the N x D matrix of class-mean features: with centred
 features, ``cov(E[f|y]) = sum_c (n_c/N) m_c m_c^T`` (m_c the centred class means), so
-``tr(A^-1 cov(E[f|y])) = sum_c (n_c/N) m_c^T A^-1 m_c``; ``A`` is diagonalised once
-(``eigh`` of the D x D covariance). Cost O(N D^2 + D^3): ~5 s for 50,000 x 2048 on 2 cores.
+``tr(A^-1 cov(E[f|y])) = sum_c (n_c/N) m_c^T A^-1 m_c``, solved with a Cholesky factor
+of the D x D matrix ``A`` when it is well conditioned (estimated reciprocal condition
+number > 1e-10) and otherwise through its eigendecomposition (pseudo-inverse, eigenvalues
+below 1e-15 x the largest dropped). Cost O(N D^2 + D^3), dominated by forming the
+covariance.
 
 Checked against thuml/Transfer-Learning-Library ``tllib/ranking/hscore.py``
 (``h_score``: equal to machine precision, both use the pseudo-inverse with rcond 1e-15;
@@ -23,6 +26,7 @@ factor; we use the biased (1/N) estimator throughout so that shrinkage 0 gives H
 from __future__ import annotations
 
 import numpy as np
+from scipy import linalg
 
 from zoorank.metrics.validation import check_features_labels
 
@@ -52,6 +56,20 @@ def _trace_inv_between(evals, evecs, means, weights, *, pinv: bool) -> float:
     return float(np.sum(weights[:, None] * proj ** 2 * inv[None, :]))
 
 
+def _trace_inv_cholesky(a: np.ndarray, means, weights, *, min_rcond: float) -> float | None:
+    """sum_c w_c m_c^T A^-1 m_c by a Cholesky solve (a fraction of an eigendecomposition's
+    cost); None when A is not numerically positive definite or its estimated reciprocal
+    condition number is below ``min_rcond`` (the caller then uses the eigenvalue path)."""
+    factor, info = linalg.lapack.dpotrf(a, lower=1, clean=1)
+    if info != 0:
+        return None
+    rcond, info = linalg.lapack.dpocon(factor, np.linalg.norm(a, 1), uplo="L")
+    if info != 0 or not rcond > min_rcond:
+        return None
+    half = linalg.solve_triangular(factor, means.T, lower=True, check_finite=False)  # L^-1 M^T
+    return float(np.sum(weights[None, :] * half ** 2))
+
+
 def hscore(features, labels, *, random_state: int = 0) -> float:
     """H-score (Bao et al., "An Information-theoretic Approach to Transferability in Task
     Transfer Learning", ICIP 2019): ``tr(cov(f)^+ cov(E[f|y]))``.
@@ -64,6 +82,10 @@ def hscore(features, labels, *, random_state: int = 0) -> float:
     """
     chk = check_features_labels(features, labels)
     _, cov, means, w = _centred_stats(chk.features, chk.labels, chk.n_classes)
+    # well-conditioned covariance (no eigenvalue near the 1e-15 cut): plain inverse
+    fast = _trace_inv_cholesky(cov, means, w, min_rcond=1e-10)
+    if fast is not None:
+        return fast
     evals, evecs = np.linalg.eigh(cov)
     return _trace_inv_between(evals, evecs, means, w, pinv=True)
 
@@ -110,9 +132,15 @@ def regularized_hscore(features, labels, *, shrinkage: float | None = None,
         alpha = float(shrinkage)
         if not 0.0 <= alpha <= 1.0:
             raise ValueError(f"shrinkage must be in [0, 1] or None, got {shrinkage}")
-    mu = np.trace(cov) / cov.shape[0]
-    evals, evecs = np.linalg.eigh(cov)
+    d = cov.shape[0]
+    mu = np.trace(cov) / d
     if mu <= 0:
         raise ValueError("features are constant: the covariance is zero and H-score is undefined")
-    shrunk = (1.0 - alpha) * np.clip(evals, 0.0, None) + alpha * mu
-    return (1.0 - alpha) * _trace_inv_between(shrunk, evecs, means, w, pinv=alpha == 0.0)
+    shrunk = (1.0 - alpha) * cov
+    shrunk.flat[:: d + 1] += alpha * mu
+    fast = _trace_inv_cholesky(shrunk, means, w, min_rcond=1e-10)
+    if fast is not None:
+        return (1.0 - alpha) * fast
+    evals, evecs = np.linalg.eigh(cov)
+    shrunk_evals = (1.0 - alpha) * np.clip(evals, 0.0, None) + alpha * mu
+    return (1.0 - alpha) * _trace_inv_between(shrunk_evals, evecs, means, w, pinv=alpha == 0.0)

@@ -53,9 +53,9 @@ def centered_alignment(gram, target) -> float:
         raise ValueError(f"gram {k.shape} and target {y.shape} must have the same shape")
     kc, yc = center_kernel(k), center_kernel(y)
     nk, ny = np.linalg.norm(kc), np.linalg.norm(yc)
-    scale_k = max(np.abs(k).max(), 1e-300)
-    if nk <= 1e-12 * scale_k * k.shape[0]:
+    # "constant" = the centred part is at rounding level relative to the whole matrix
+    if nk <= 1e-10 * np.linalg.norm(k) or nk == 0.0:
         raise ValueError("gram is constant after centring (all samples look alike); alignment undefined")
-    if ny <= 1e-12 * max(np.abs(y).max(), 1e-300) * y.shape[0]:
+    if ny <= 1e-10 * np.linalg.norm(y) or ny == 0.0:
         raise ValueError("target is constant after centring (one class only?); alignment undefined")
     return float(np.vdot(kc, yc) / (nk * ny))

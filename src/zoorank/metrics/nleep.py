@@ -13,16 +13,16 @@ Higher is better.
 Checked against TencentARC/SFDA ``metrics.py`` (``NLEEP``). Deliberate differences:
 
 * ``covariance_type="diag"`` by default (SFDA uses sklearn's default "full"). A full
-  covariance GMM costs O(N C q^2) per EM step (q = PCA dims, C = 5K components): hours at
-  50,000 samples, q in the hundreds, which is why N-LEEP is the slowest metric in the
-  literature (1430 s on CIFAR-10 in the LEAD paper). The diagonal model keeps it to
-  O(N C q) per step. ``covariance_type="full"`` reproduces SFDA's model.
+  covariance GMM costs O(N C q^2) per EM step (q = PCA dims, C = 5K components), q times
+  the diagonal model's O(N C q); with q in the hundreds this is why N-LEEP is the slowest
+  metric in the literature (1430 s on CIFAR-10 in the LEAD paper).
+  ``covariance_type="full"`` reproduces SFDA's model.
 * SFDA's code drops the log (mean of the expected empirical probability); the paper
   keeps it. ``log=True`` (default) follows the paper; ``log=False`` follows SFDA.
 * The GMM is seeded (``random_state``) and EM is capped at ``max_iter=100`` (sklearn's
   default; tol 1e-3 on the per-sample lower bound); rows are put in a canonical order
-  (sorted by ``_common.row_keys``, a hash of each row's exact bits) before fitting, so the result does not depend
-  on the order of the samples.
+  (sorted by ``_common.row_keys``, a hash of each row's exact bits) before fitting, so
+  the result does not depend on the order of the samples.
 """
 from __future__ import annotations
 

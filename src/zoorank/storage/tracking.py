@@ -324,7 +324,13 @@ class Tracker:
             if self._lock_file is None:
                 yield
                 return
-            with open(self._lock_file, "a+") as fh:
+            try:
+                fh_cm = open(self._lock_file, "a+")
+            except OSError as e:  # read-only folder: nothing to serialise against but readers
+                log.debug("no tracking lock file %s (%s); continuing without it", self._lock_file, e)
+                yield
+                return
+            with fh_cm as fh:
                 deadline = time.monotonic() + 120.0
                 while True:
                     try:
@@ -601,10 +607,13 @@ class Tracker:
             label_column = "model" if "model" in table.columns else None
         labels = (table[label_column] if label_column else pd.Series(table.index)).astype(str).tolist()
         if "dataset" in table.columns and table["dataset"].nunique() > 1:
-            labels = [f"{m} @ {d}" for m, d in zip(labels, table["dataset"].astype(str))]
+            labels = [f"{m} @ {d}" for m, d in zip(labels, table["dataset"].astype(str), strict=True)]
         values = pd.to_numeric(table[score_column], errors="coerce").astype(float).tolist()
-        order = sorted(range(len(values)), key=lambda i: (math.isnan(values[i]), -values[i] if not math.isnan(values[i]) else 0))
-        order = order[::-1]  # best at the top of a horizontal bar chart
+        def rank(i: int) -> tuple[bool, float]:  # best first, NaN last
+            v = values[i]
+            return (math.isnan(v), 0.0 if math.isnan(v) else -v)
+
+        order = sorted(range(len(values)), key=rank)[::-1]  # barh draws bottom-up: best on top
         fig = Figure(figsize=(7.0, 1.2 + 0.32 * max(1, len(values))), dpi=100)
         ax = fig.add_subplot()
         ax.barh([labels[i] for i in order], [0.0 if math.isnan(values[i]) else values[i] for i in order],
@@ -643,7 +652,7 @@ class Tracker:
                 frames.append(pd.read_csv(local))
         if len(frames) == 1:
             return frames[0]
-        out = pd.concat([f.assign(table=n) for n, f in zip(names, frames)], ignore_index=True)
+        out = pd.concat([f.assign(table=n) for n, f in zip(names, frames, strict=True)], ignore_index=True)
         return out[["table", *[c for c in out.columns if c != "table"]]]
 
     # ------------------------------------------------------------------ misc

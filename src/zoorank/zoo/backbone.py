@@ -72,7 +72,8 @@ class Backbone(nn.Module):
     def normalise(self, x: torch.Tensor) -> torch.Tensor:
         """[0, 1] RGB ``(B, 3, H, W)`` -> the tensor the wrapped network expects."""
         if not isinstance(x, torch.Tensor):
-            raise TypeError(f"{self.config.model_id}: expected a torch.Tensor, got {type(x).__name__}")
+            raise TypeError(f"{self.config.model_id}: expected a torch.Tensor, "
+                            f"got {type(x).__name__}")
         if x.ndim != 4 or x.shape[1] != 3:
             raise ValueError(f"{self.config.model_id}: expected input of shape (B, 3, H, W) "
                              f"(RGB in [0, 1]), got {tuple(x.shape)}")

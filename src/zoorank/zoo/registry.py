@@ -41,7 +41,8 @@ class Builtin:
 
 
 def _cfg(model_id, size, mean, std, colour, scale, dim, task, n_out, licence, source):
-    return ModelConfig(model_id=model_id, input_size=(size, size) if isinstance(size, int) else size,
+    size = (size, size) if isinstance(size, int) else size
+    return ModelConfig(model_id=model_id, input_size=size,
                        mean=mean, std=std, colour=colour, pixel_scale=scale, feature_dim=dim,
                        source_task=task, num_source_outputs=n_out, licence=licence, source=source)
 

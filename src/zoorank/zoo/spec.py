@@ -87,7 +87,8 @@ class ModelConfig:
         if any(s <= 0 for s in self.std):
             raise ValueError(f"{self.model_id}: std must be positive, got {self.std}")
         if len(self.input_size) != 2 or any(int(v) <= 0 for v in self.input_size):
-            raise ValueError(f"{self.model_id}: input_size must be (H, W) > 0, got {self.input_size}")
+            raise ValueError(f"{self.model_id}: input_size must be (H, W) > 0, "
+                             f"got {self.input_size}")
         if self.pixel_scale <= 0:
             raise ValueError(f"{self.model_id}: pixel_scale must be positive")
         if self.feature_dim <= 0:
@@ -154,8 +155,7 @@ class ModelSpec:
 
 
 def _err(origin: str, fld: str | None, msg: str) -> ValueError:
-    where = origin
-    return ValueError(f"{where}: {'field ' + repr(fld) + ': ' if fld else ''}{msg}")
+    return ValueError(f"{origin}: {'field ' + repr(fld) + ': ' if fld else ''}{msg}")
 
 
 def _check_type(value: Any, fld: str, origin: str) -> Any:
@@ -179,8 +179,9 @@ def _check_type(value: Any, fld: str, origin: str) -> Any:
     if fld == "input_size":
         if isinstance(value, int) and not isinstance(value, bool):
             value = [value, value]
-        if (not isinstance(value, (list, tuple)) or len(value) != 2
-                or not all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)):
+        ok = isinstance(value, (list, tuple)) and len(value) == 2 and all(
+            isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in value)
+        if not ok:
             raise _err(origin, fld, f"expected an int or [H, W] of positive ints, got {value!r}")
         return (int(value[0]), int(value[1]))
     if fld in ("mean", "std"):
@@ -210,7 +211,8 @@ def spec_from_mapping(
             raise _err(origin, None, "empty model id")
         return ModelSpec(id=item.strip(), base_dir=base, origin=origin)
     if not isinstance(item, dict):
-        raise _err(origin, None, f"a zoo entry must be a model id or a mapping, got {type(item).__name__}")
+        raise _err(origin, None, "a zoo entry must be a model id or a mapping, "
+                   f"got {type(item).__name__}")
     lines = lines or {}
 
     def at(fld: str) -> str:
@@ -231,9 +233,7 @@ def spec_from_mapping(
         raise _err(at("source"), "source",
                    f"unknown source {source!r}; expected 'builtin', 'torchvision:<arch>', "
                    "'timm:<name>' or 'local'")
-    if kind in ("torchvision", "timm") and not source.split(":", 1)[1:]:
-        raise _err(at("source"), "source", f"{kind} source needs a name, e.g. '{kind}:resnet18'")
-    if kind in ("torchvision", "timm") and not source.split(":", 1)[1].strip():
+    if kind in ("torchvision", "timm") and not source.partition(":")[2].strip():
         raise _err(at("source"), "source", f"{kind} source needs a name, e.g. '{kind}:resnet18'")
     if kind in ("builtin", "local") and ":" in source:
         raise _err(at("source"), "source", f"source {kind!r} takes no ':<name>' suffix")

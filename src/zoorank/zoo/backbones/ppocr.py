@@ -73,7 +73,8 @@ class _PPOCRBody(nn.Module):
 
 
 def build(config: ModelConfig) -> Backbone:
-    path = package_file("rapidocr_onnxruntime", PIP, "models", "ch_ppocr_mobile_v2.0_cls_infer.onnx")
+    path = package_file("rapidocr_onnxruntime", PIP, "models",
+                        "ch_ppocr_mobile_v2.0_cls_infer.onnx")
     package_dir("onnx", "onnx", no_deps=False)
     package_dir("onnx2torch", "onnx2torch==1.5.15")
     from onnx2torch import convert

@@ -254,7 +254,8 @@ def build_torchvision(spec: ModelSpec, arch: str, *, weights_file: Path | None,
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(0)
             model = make_arch(arch, num_classes=n)
-        config = generic_config(spec, num_outputs=None, source=f"torchvision:{arch} random init (seed 0)")
+        config = generic_config(spec, num_outputs=None,
+                                source=f"torchvision:{arch} random init (seed 0)")
         return _finish(config, model, None, weights_file=None, keep_head=False)
     import torchvision.models as tvm
 
