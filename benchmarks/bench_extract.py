@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from zoorank.data import load_dataset  # noqa: E402
-from zoorank.extract import UInt8Batches, extract_features, to_model_input  # noqa: E402
+from zoorank.extract import UInt8Batches, default_num_workers, extract_features, to_model_input  # noqa: E402
 from zoorank.zoo import load_model  # noqa: E402
 
 
@@ -73,6 +73,7 @@ def bench_one(model_id: str, dataset_id: str, args) -> dict:
     n = len(ds)
     size = tuple(model.config.input_size)
     bs = args.batch_size
+    workers = args.num_workers if args.num_workers is not None else default_num_workers(ds, dev)
     amp_dtype = torch.float16 if dev.type == "cuda" else torch.bfloat16
 
     # pre-made batches on the device, exactly what the extractor feeds the model
@@ -88,13 +89,13 @@ def bench_one(model_id: str, dataset_id: str, args) -> dict:
 
     def loader_all():
         loader = torch.utils.data.DataLoader(
-            UInt8Batches(ds, bs, size), batch_size=None, num_workers=args.num_workers_eff,
+            UInt8Batches(ds, bs, size), batch_size=None, num_workers=workers,
             pin_memory=dev.type == "cuda")
         for u8, _, _ in loader:
             to_model_input(u8.to(dev, non_blocking=True), size, channels_last=args.channels_last)
 
     def extract_all():
-        return extract_features(model, ds, batch_size=bs, device=args.device, num_workers=args.num_workers,
+        return extract_features(model, ds, batch_size=bs, device=args.device, num_workers=workers,
                                 autocast=args.autocast, channels_last=args.channels_last)
 
     with torch.no_grad():  # warm-up: kernels, cudnn autotune, allocator
@@ -117,7 +118,7 @@ def bench_one(model_id: str, dataset_id: str, args) -> dict:
         "image_size": list(ds.image_size) if ds.image_size else "variable",
         "input_size": list(size),
         "batch_size": bs,
-        "num_workers": args.num_workers_eff,
+        "num_workers": workers,
         "autocast": args.autocast,
         "channels_last": args.channels_last,
         "forward_images_per_s": round(n / forward_s, 1),
@@ -143,7 +144,8 @@ def main(argv=None) -> int:
     p.add_argument("--root", default=None, help="dataset root override (e.g. a copy of the files)")
     p.add_argument("--n", type=int, default=None, help="images per run (default 192 on CPU, 8192 on CUDA)")
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 256 on CUDA")
-    p.add_argument("--num-workers", type=int, default=None, help="default: 0 on CPU, 2 on CUDA")
+    p.add_argument("--num-workers", type=int, default=None,
+                   help="default: zoorank.extract.default_num_workers (0 on CPU and for in-memory data)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--autocast", action="store_true")
     p.add_argument("--channels-last", action="store_true")
@@ -153,7 +155,6 @@ def main(argv=None) -> int:
         p.error("--device cuda but torch.cuda.is_available() is False")
     args.n = args.n or (8192 if cuda else 192)
     args.batch_size = args.batch_size or (256 if cuda else 64)
-    args.num_workers_eff = args.num_workers if args.num_workers is not None else (2 if cuda else 0)
     failed = 0
     for model_id in args.models:
         for dataset_id in args.datasets:

@@ -26,6 +26,17 @@ def resolve_specs(zoo) -> list:
     return specs
 
 
+def _check_locations(settings: Settings, track: bool) -> None:
+    """Fail fast, before any work, on an unwritable store or an unreachable tracking URI."""
+    from zoorank.storage.arrays import ArrayStore
+
+    ArrayStore(settings.store)          # creates the store or raises StoreNotWritable naming it
+    if track:
+        from zoorank.storage.tracking import Tracker
+
+        Tracker.from_settings(settings)  # raises TrackingUnavailable naming the URI
+
+
 def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: int | None = 100,
          split: str = "train", seed: int = 0, metrics: list[str] | None = None,
          metric_params: dict | None = None, lead_params: LeadParams | None = None,
@@ -47,6 +58,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
         from zoorank.metrics.registry import get_metric
         for m in metrics:
             get_metric(m)
+    _check_locations(settings, track)
     from zoorank.flows.rank import rank_flow
     from zoorank.flows.runners import make_task_runner
 

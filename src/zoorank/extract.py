@@ -105,12 +105,13 @@ def to_model_input(batch_u8: torch.Tensor, input_size, *, channels_last: bool = 
 
     Conversion and (antialiased bilinear) resizing happen on ``batch_u8``'s device.
     """
-    # NCHW-contiguous before interpolate: the uint8 copy is cheap and CUDA's antialiased
-    # kernel failed ("invalid argument") on the channels-last view of a 256 x 28 x 28 batch.
+    # NCHW-contiguous (a cheap uint8 copy) so interpolate runs its standard-layout kernels
     x = batch_u8.permute(0, 3, 1, 2).contiguous().float().div_(255.0)
     size = (int(input_size[0]), int(input_size[1]))
     h, w = x.shape[-2:]
-    if (h, w) != size:
+    if x.shape[0] == 0:  # CUDA's interpolate rejects empty batches ("invalid argument")
+        x = x.new_empty((0, 3, *size))
+    elif (h, w) != size:
         # antialiasing only matters when shrinking; for pure upscaling it equals plain bilinear
         # (to 1e-5) and the plain kernel is faster
         shrink = size[0] < h or size[1] < w
@@ -128,6 +129,15 @@ def _input_size(backbone, input_size):
     if size is None:
         raise ValueError("backbone has no config.input_size; pass input_size=(H, W)")
     return (int(size[0]), int(size[1]))
+
+
+def default_num_workers(dataset, device) -> int:
+    """0 on CPU (workers would compete with the model for the cores) and for in-memory
+    datasets (a batch is one array slice; worker IPC costs more than it saves); on CUDA, for
+    decoded/rendered images, half the cores (2 to 8)."""
+    if torch.device(device).type != "cuda" or getattr(dataset, "in_memory", False):
+        return 0
+    return int(min(8, max(2, (os.cpu_count() or 2) // 2)))
 
 
 def _resolve_device(device) -> torch.device:
@@ -153,8 +163,8 @@ def iter_feature_batches(
     """Yield :class:`FeatureBatch` chunks in dataset order (for incremental writing).
 
     The backbone is moved to ``device`` and put in eval mode for the duration (its training
-    flag is restored afterwards). ``num_workers``: loader processes (default 0 on CPU, 2 on
-    CUDA). ``with_outputs``: also return source-task probabilities when the backbone has
+    flag is restored afterwards). ``num_workers``: loader processes (default
+    :func:`default_num_workers`: 0 on CPU and for in-memory arrays, 2-8 on CUDA otherwise). ``with_outputs``: also return source-task probabilities when the backbone has
     ``forward_with_outputs``. ``progress(done, total)`` is called after every batch.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
@@ -162,7 +172,7 @@ def iter_feature_batches(
     dev = _resolve_device(device)
     size = _input_size(backbone, input_size)
     if num_workers is None:
-        num_workers = min(2, os.cpu_count() or 1) if dev.type == "cuda" else 0
+        num_workers = default_num_workers(dataset, dev)
     batches = UInt8Batches(dataset, batch_size, size)
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, shuffle=False, num_workers=int(num_workers),

@@ -157,6 +157,12 @@ def test_to_model_input_layout_and_range():
     torch.testing.assert_close(x, u8.permute(0, 3, 1, 2).float() / 255)
     cl = to_model_input(u8, (10, 14), channels_last=True)
     assert cl.is_contiguous(memory_format=torch.channels_last)
+    assert to_model_input(u8[:0], (10, 14)).shape == (0, 3, 10, 14)
+    # shrinking is antialiased: 1-pixel stripes average out instead of aliasing to 0 or 1
+    stripes = torch.zeros((1, 8, 8, 3), dtype=torch.uint8)
+    stripes[:, :, ::2] = 255
+    small = to_model_input(stripes, (8, 2))
+    assert float(small.min()) > 0.4 and float(small.max()) < 0.6
 
 
 def test_outputs_optional():

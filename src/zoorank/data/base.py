@@ -266,6 +266,11 @@ class LabelledImages:
         """``(H, W)`` when every image has that size (array/render datasets), else ``None``."""
         return self._source.uniform_size
 
+    @property
+    def in_memory(self) -> bool:
+        """True when the pixels are an in-memory array (reads are cheap slices)."""
+        return isinstance(self._source, ArraySource)
+
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.n_classes)
 
