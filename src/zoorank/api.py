@@ -43,7 +43,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
          settings: Settings | None = None, device: str = "cpu", batch_size: int = 64,
          workers: int = 2, runner: str = "thread", dask_address: str | None = None,
          data_root: str | None = None, track: bool = True, new_run: bool = False,
-         return_run_id: bool = False):
+         return_run_id: bool = False, memory_limit: str | None = None):
     """Rank the backbones of ``zoo`` on ``dataset`` by LEAD and every baseline.
 
     Runs the Prefect ``rank`` flow (a temporary local Prefect server unless PREFECT_API_URL
@@ -62,7 +62,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     from zoorank.flows.rank import rank_flow
     from zoorank.flows.runners import make_task_runner
 
-    flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
+    flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address, memory_limit))
     result = flow(specs, datasets, SubsetSpec(split=split, per_class=per_class, seed=seed), metrics,
                   metric_params, lead_params, settings, device, batch_size, data_root, track, new_run)
     table = pd.DataFrame(result["table"])

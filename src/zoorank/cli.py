@@ -4,6 +4,7 @@
     zoorank list models|datasets|metrics
     zoorank show <run-id>
     zoorank cache info|prune
+    zoorank serve --zoo my_zoo.yaml --dataset digits --cron "0 3 * * *"   (needs PREFECT_API_URL)
 """
 from __future__ import annotations
 
@@ -50,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--workers", type=int, default=2, help="parallel tasks (threads or Dask workers)")
     r.add_argument("--runner", choices=["thread", "dask"], default="thread")
     r.add_argument("--address", help="existing Dask scheduler address (with --runner dask)")
+    r.add_argument("--memory-limit", help="memory limit per Dask worker, e.g. 4GiB (LocalCluster only)")
     r.add_argument("--data-root", help="root folder for torchvision datasets")
     r.add_argument("--new-run", action="store_true", help="always log a new MLflow parent run")
     r.add_argument("--no-track", action="store_true", help="do not log to MLflow")
@@ -68,6 +70,22 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--older-than-days", type=float, help="prune: entries not used for this many days")
     c.add_argument("--all", action="store_true", help="prune: every entry (the cache starts empty)")
     _location_flags(c)
+
+    sv = sub.add_parser("serve", help="re-rank a zoo file on a cron schedule (needs a real Prefect "
+                                      "server: `prefect server start` + PREFECT_API_URL)")
+    sv.add_argument("--zoo", required=True, help="zoo YAML file (re-read at every run)")
+    sv.add_argument("--dataset", action="append", required=True, help="dataset id (repeat for several)")
+    sv.add_argument("--cron", default="0 3 * * *", help="cron schedule (default: daily at 03:00)")
+    sv.add_argument("--timezone", help="IANA time zone of the cron schedule (default UTC)")
+    sv.add_argument("--name", default="rerank-zoo", help="deployment name")
+    sv.add_argument("--per-class", type=int, default=100)
+    sv.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    sv.add_argument("--device", default="cpu")
+    sv.add_argument("--runner", choices=["thread", "dask"], default="thread")
+    sv.add_argument("--workers", type=int, default=2)
+    sv.add_argument("--address", help="existing Dask scheduler address (with --runner dask)")
+    sv.add_argument("--run-now", action="store_true", help="also trigger one run right away")
+    _location_flags(sv)
     return parser
 
 
@@ -100,7 +118,7 @@ def cmd_rank(args) -> int:
                          seed=args.seed, metrics=metrics, settings=settings, device=args.device,
                          batch_size=args.batch_size, workers=args.workers, runner=args.runner,
                          dask_address=args.address, data_root=args.data_root, track=not args.no_track,
-                         new_run=args.new_run, return_run_id=True)
+                         new_run=args.new_run, return_run_id=True, memory_limit=args.memory_limit)
     from zoorank.pipeline import default_metrics
     _print_table(table, metrics or default_metrics())
     if args.csv:
@@ -162,9 +180,22 @@ def cmd_cache(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    from zoorank.serve import require_api_url, serve
+
+    url = require_api_url()
+    settings = _settings(args)
+    print(f"zoorank: serving deployment rerank/{args.name} ({args.cron}) on {url}; Ctrl-C to stop",
+          file=sys.stderr)
+    serve(args.zoo, args.dataset, cron=args.cron, name=args.name, timezone=args.timezone, settings=settings,
+          run_now=args.run_now, per_class=args.per_class or None, metrics=_csv(args.metrics),
+          device=args.device, runner=args.runner, workers=args.workers, dask_address=args.address)
+    return 0
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache}[args.command]
+    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache, "serve": cmd_serve}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, PermissionError, ImportError, LookupError) as exc:

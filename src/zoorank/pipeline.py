@@ -28,7 +28,9 @@ def default_metrics() -> list[str]:
 def _load_dataset(dataset_id: str, data_root: str | None):
     from zoorank.data import load_dataset
 
-    return load_dataset(dataset_id, root=data_root)
+    # --data-root locates torchvision datasets; the offline ids know where their files are
+    root = data_root if dataset_id.startswith(("torchvision:", "imagefolder")) else None
+    return load_dataset(dataset_id, root=root)
 
 
 def load_subset(dataset_id: str, subset: stages.SubsetSpec, data_root: str | None = None):
@@ -72,7 +74,8 @@ class PairOutcome:
     dataset: str
     identity: str
     scores: dict = field(default_factory=dict)      # metric -> float
-    errors: dict = field(default_factory=dict)      # metric -> reason
+    errors: dict = field(default_factory=dict)      # metric -> reason it failed
+    skipped: dict = field(default_factory=dict)     # metric -> why it does not apply
     timings: dict = field(default_factory=dict)     # stage -> seconds
     cache_hits: dict = field(default_factory=dict)  # stage -> bool (scores: count of hits)
     keys: dict = field(default_factory=dict)
@@ -90,6 +93,8 @@ def collect_pair(model: dict, dataset: dict, features: dict, stage_results: list
     for metric, res in score_results.items():
         if "score" in res["info"]:
             out.scores[metric] = float(res["info"]["score"])
+        elif "skipped" in res["info"]:
+            out.skipped[metric] = res["info"]["skipped"]
         else:
             out.errors[metric] = res["info"].get("error", "unknown error")
     return out

@@ -9,7 +9,7 @@ log = logging.getLogger("zoorank.progress")
 
 def stage_done(pair: str, result) -> None:
     """One line per finished stage: pair, stage, computed or cached, seconds."""
-    how = "cached" if result.cache_hit else "computed"
+    how = "skipped" if "skipped" in result.info else ("cached" if result.cache_hit else "computed")
     log.info("%-40s %-16s %-8s %7.2fs", pair, result.stage, how, result.seconds)
 
 

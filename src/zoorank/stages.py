@@ -162,11 +162,15 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
     """Score one metric on cached inputs; the record holds ``{"score": x}`` or ``{"error": msg}``.
 
     A metric that fails on this pair is recorded as failed with its reason (and not retried
-    until its inputs or parameters change); the other metrics go on.
+    until its inputs or parameters change); the other metrics go on. A metric that needs
+    source-task probabilities is skipped (no work, ``info["skipped"]``) for a backbone without
+    a source-task head.
     """
     start = time.perf_counter()
     spec = metric_registry.get_metric(metric)
     params = dict(params or {})
+    if "source_probs" in spec.needs and keys.source_probs is None:
+        return _timed("score", metric, True, start, skipped="the model has no source-task outputs")
     upstream = {"features": store.checksum(keys.features), "labels": store.checksum(keys.labels)}
     if "source_probs" in spec.needs:
         upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from zoorank.api import rank
+from zoorank.cli import main as cli_main
 from zoorank.stages import LeadParams
 
 pytestmark = pytest.mark.integration
@@ -21,7 +22,7 @@ def _children(settings, run_id):
     return runs
 
 
-def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, settings):
+def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, settings, capsys):
     table, run_id = rank(ZOO, "digits", per_class=6, metrics=METRICS, settings=settings,
                          return_run_id=True)
     assert sorted(table["model"]) == sorted(ZOO)
@@ -38,6 +39,11 @@ def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, 
     assert len(found) == 1
     lead_logged = found["metrics.score.lead"].iloc[0]
     assert lead_logged == pytest.approx(table.set_index("model").loc["cnn_usps", "lead"])
+
+    # the table again, read back from MLflow by `zoorank show`
+    assert cli_main(["show", run_id, "--home", str(settings.home)]) == 0
+    shown = capsys.readouterr().out
+    assert all(m in shown for m in ZOO) and "lead" in shown
 
     # second identical run: everything from cache (features, svm, ntk + one record per metric)
     again = rank(ZOO, "digits", per_class=6, metrics=METRICS, settings=settings)
@@ -67,3 +73,17 @@ def test_unknown_ids_are_named(prefect_server, settings):
 def test_per_class_larger_than_data_is_named(prefect_server, settings):
     with pytest.raises(Exception, match="digits"):
         rank(["cnn_mnist"], "digits", per_class=5000, settings=settings, track=False)
+
+
+@pytest.mark.parametrize("what, expected", [("models", "efficientnet_lite0"), ("datasets", "fashion_mnist"),
+                                            ("metrics", "lead")])
+def test_cli_list(what, expected, capsys):
+    assert cli_main(["list", what]) == 0
+    assert expected in capsys.readouterr().out
+
+
+def test_cli_cache_info(settings, capsys):
+    from zoorank.storage.arrays import ArrayStore
+    ArrayStore(settings.store).put("features/" + "a" * 24, np.zeros((3, 2), np.float32))
+    assert cli_main(["cache", "info", "--home", str(settings.home)]) == 0
+    assert "1" in capsys.readouterr().out

@@ -163,8 +163,6 @@ def test_scripts_glyphs_are_letters_of_their_script():
 def test_openclipart_dedup_rules_on_a_small_tree(tmp_path):
     from zoorank.data import openclipart
 
-    rng = np.random.default_rng(0)
-
     def png(path, seed):
         path.parent.mkdir(parents=True, exist_ok=True)
         arr = np.random.default_rng(seed).integers(0, 255, (6, 6, 4), dtype=np.uint8)
@@ -181,7 +179,6 @@ def test_openclipart_dedup_rules_on_a_small_tree(tmp_path):
     png(tmp_path / "food" / "shared_copy.png", 400)
     # a symlinked copy inside one category: kept once
     os.symlink(tmp_path / "animals" / "a0.png", tmp_path / "animals" / "a0_link.png")
-    del rng
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         ds = openclipart.load(root=tmp_path, min_images=2)

@@ -1,0 +1,92 @@
+"""Scheduled incremental re-ranking: the deployment definition, and a zoo file that grows
+between two runs of the rerank flow (real Prefect temporary server, Zarr store, SQLite MLflow)."""
+from __future__ import annotations
+
+import json
+
+import mlflow
+import pytest
+
+from zoorank.flows.rerank import (TAG_ZOO_FILE, build_deployment, compare_rankings, full_stage_count,
+                                  rerank_flow, zoo_key)
+
+pytestmark = pytest.mark.integration
+
+METRICS = ["lead", "logme", "knn"]
+
+
+def _write_zoo(path, models):
+    path.write_text("".join(f"- {m}\n" for m in models), encoding="utf-8")
+
+
+def test_deployment_definition_has_cron_schedule_and_parameters(tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    _write_zoo(zoo, ["cnn_mnist"])
+    dep = build_deployment(str(zoo), ["digits", "mnist5k"], cron="*/15 * * * *", name="nightly",
+                           per_class=5, metrics=METRICS, workers=2)
+    assert dep.name == "nightly"
+    assert dep.flow_name == "rerank"
+    assert [s.schedule.cron for s in dep.schedules] == ["*/15 * * * *"]
+    assert dep.parameters == {"zoo": zoo_key(str(zoo)), "datasets": ["digits", "mnist5k"],
+                              "per_class": 5, "metrics": METRICS, "workers": 2}
+    # every parameter must be accepted by the flow's schema (a worker validates them)
+    schema = dep.parameter_openapi_schema.model_dump() if hasattr(dep.parameter_openapi_schema, "model_dump") \
+        else dict(dep.parameter_openapi_schema)
+    assert set(dep.parameters) <= set(schema["properties"])
+    assert set(schema["required"]) == {"zoo", "datasets"}
+    assert "zoorank" in dep.tags
+    # the entrypoint a worker imports
+    assert dep.entrypoint.endswith("rerank.py:rerank_flow")
+
+
+def test_compare_rankings_reports_new_removed_and_moved():
+    import pandas as pd
+
+    old = pd.DataFrame({"dataset": ["d"] * 3, "model": ["a", "b", "c"], "rank": [1, 2, 3]})
+    new = pd.DataFrame({"dataset": ["d"] * 3, "model": ["x", "a", "b"], "rank": [1, 2, 3]})
+    ch = compare_rankings(old, new)
+    assert ch["new_entries"] == [{"dataset": "d", "model": "x", "rank": 1}]
+    assert ch["removed_entries"] == [{"dataset": "d", "model": "c", "old_rank": 3}]
+    assert {(m["model"], m["old_rank"], m["new_rank"]) for m in ch["moved"]} == {("a", 1, 2), ("b", 2, 3)}
+    assert compare_rankings(None, new)["new_entries"][0]["model"] == "x"
+
+
+def test_rerank_on_growing_zoo_recomputes_exactly_the_new_pairs(prefect_server, settings, tmp_path):
+    zoo = tmp_path / "zoo.yaml"
+    common = dict(per_class=5, metrics=METRICS, home=str(settings.home), store=str(settings.store),
+                  tracking_uri=settings.tracking_uri)
+    _write_zoo(zoo, ["cnn_mnist", "cnn_usps"])
+    first = rerank_flow(str(zoo), ["digits"], **common)
+    assert first["previous_run_id"] is None
+    assert sorted(first["recomputed_pairs"]) == [["digits", "cnn_mnist"], ["digits", "cnn_usps"]]
+    assert {e["model"] for e in first["new_entries"]} == {"cnn_mnist", "cnn_usps"}
+
+    # the zoo file gains a model: only (digits, cnn_digitrec) computes
+    _write_zoo(zoo, ["cnn_mnist", "cnn_usps", "cnn_digitrec"])
+    second = rerank_flow(str(zoo), ["digits"], **common)
+    assert second["previous_run_id"] == first["run_id"]
+    assert second["run_id"] != first["run_id"]
+    assert second["recomputed_pairs"] == [["digits", "cnn_digitrec"]]
+    cached = {r["model"]: r["cached_stages"] for r in second["table"]}
+    full = full_stage_count(METRICS)
+    assert cached == {"cnn_mnist": full, "cnn_usps": full, "cnn_digitrec": 0}
+    assert [(e["dataset"], e["model"]) for e in second["new_entries"]] == [("digits", "cnn_digitrec")]
+    assert second["removed_entries"] == []
+    # positions: every moved entry is reported with old and new rank
+    old_rank = {r["model"]: r["rank"] for r in first["table"]}
+    new_rank = {r["model"]: r["rank"] for r in second["table"]}
+    expected_moved = {m for m in old_rank if old_rank[m] != new_rank[m]}
+    assert {m["model"] for m in second["moved"]} == expected_moved
+
+    # MLflow: the new run carries the zoo-file tag, the previous run id and changes.json
+    client = mlflow.MlflowClient(settings.tracking_uri)
+    run = client.get_run(second["run_id"])
+    assert run.data.tags[TAG_ZOO_FILE] == zoo_key(str(zoo))
+    assert run.data.tags["zoorank.previous_run"] == first["run_id"]
+    assert run.data.metrics["changes.new_entries"] == 1
+    assert run.data.metrics["recomputed_pairs"] == 1
+    local = client.download_artifacts(second["run_id"], "changes.json", dst_path=str(tmp_path))
+    with open(local) as fh:
+        report = json.load(fh)
+    assert report["new_entries"][0]["model"] == "cnn_digitrec"
+    assert report["recomputed_pairs"] == [["digits", "cnn_digitrec"]]
