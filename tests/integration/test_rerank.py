@@ -30,10 +30,12 @@ def test_deployment_definition_has_cron_schedule_and_parameters(tmp_path):
     assert dep.parameters == {"zoo": zoo_key(str(zoo)), "datasets": ["digits", "mnist5k"],
                               "per_class": 5, "metrics": METRICS, "workers": 2}
     # every parameter must be accepted by the flow's schema (a worker validates them)
-    schema = dep.parameter_openapi_schema.model_dump() if hasattr(dep.parameter_openapi_schema, "model_dump") \
-        else dict(dep.parameter_openapi_schema)
+    from prefect.utilities.callables import parameter_schema
+
+    schema = parameter_schema(rerank_flow.fn).model_dump()
     assert set(dep.parameters) <= set(schema["properties"])
     assert set(schema["required"]) == {"zoo", "datasets"}
+    assert dep.enforce_parameter_schema
     assert "zoorank" in dep.tags
     # the entrypoint a worker imports
     assert dep.entrypoint.endswith("rerank.py:rerank_flow")

@@ -54,10 +54,11 @@ def compare_rankings(previous, current) -> dict:
     cur = {(r["dataset"], r["model"]): int(r["rank"]) for r in current[["dataset", "model", "rank"]].to_dict("records")}
     old = {} if previous is None else {
         (r["dataset"], r["model"]): int(r["rank"]) for r in previous[["dataset", "model", "rank"]].to_dict("records")}
-    new = [{"dataset": d, "model": m, "rank": r} for (d, m), r in sorted(cur.items()) if (d, m) not in old]
+    by_rank = sorted(cur.items(), key=lambda kv: (kv[0][0], kv[1], kv[0][1]))   # dataset, rank, model
+    new = [{"dataset": d, "model": m, "rank": r} for (d, m), r in by_rank if (d, m) not in old]
     removed = [{"dataset": d, "model": m, "old_rank": r} for (d, m), r in sorted(old.items()) if (d, m) not in cur]
     moved = [{"dataset": d, "model": m, "old_rank": old[(d, m)], "new_rank": r, "delta": old[(d, m)] - r}
-             for (d, m), r in sorted(cur.items()) if (d, m) in old and old[(d, m)] != r]
+             for (d, m), r in by_rank if (d, m) in old and old[(d, m)] != r]
     unchanged = sum(1 for k, r in cur.items() if k in old and old[k] == r)
     return {"new_entries": new, "removed_entries": removed, "moved": moved, "unchanged": unchanged}
 
