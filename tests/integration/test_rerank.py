@@ -92,3 +92,13 @@ def test_rerank_on_growing_zoo_recomputes_exactly_the_new_pairs(prefect_server, 
         report = json.load(fh)
     assert report["new_entries"][0]["model"] == "cnn_digitrec"
     assert report["recomputed_pairs"] == [["digits", "cnn_digitrec"]]
+
+
+def test_serve_refuses_without_a_real_prefect_server(tmp_path, monkeypatch, capsys):
+    from zoorank.cli import main
+
+    zoo = tmp_path / "zoo.yaml"
+    _write_zoo(zoo, ["cnn_mnist"])
+    monkeypatch.delenv("PREFECT_API_URL", raising=False)
+    assert main(["serve", "--zoo", str(zoo), "--dataset", "digits", "--cron", "0 3 * * *"]) == 2
+    assert "prefect server start" in capsys.readouterr().err

@@ -53,6 +53,24 @@ def _splits(dataset_id: str, budget: finetune.Budget, split_seed: int, data_root
     return finetune.prepare_splits(load_dataset(dataset_id, root=data_root), budget, split_seed=split_seed)
 
 
+_BACKBONE_LOCK = __import__("threading").Lock()
+
+
+@functools.lru_cache(maxsize=16)
+def _pristine_backbone(spec):
+    from zoorank.pipeline import load_backbone
+
+    return load_backbone(spec)
+
+
+def _fresh_backbone(spec):
+    """A private copy of the pretrained backbone (loaded once per process, deep-copied per trial)."""
+    import copy
+
+    with _BACKBONE_LOCK:
+        return copy.deepcopy(_pristine_backbone(spec))
+
+
 @functools.lru_cache(maxsize=64)
 def _identity(spec) -> dict:
     from zoorank.pipeline import model_identity
@@ -146,7 +164,7 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
                    budget: finetune.Budget, split_seed: int, device: str, data_root: str | None,
                    pair_run: str | None) -> dict:
     """One (model, dataset, lr, wd, seed) trial: cached record, else train; then MLflow."""
-    from zoorank.pipeline import load_backbone, spec_id
+    from zoorank.pipeline import spec_id
 
     store = ArrayStore(settings.store)
     ident = _identity(spec)
@@ -156,7 +174,7 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
     if hit:
         result = store.get_record(key)
     else:
-        result = finetune.run_trial(lambda: load_backbone(spec), data, params, budget, device=device).as_dict()
+        result = finetune.run_trial(lambda: _fresh_backbone(spec), data, params, budget, device=device).as_dict()
         result["input_size"] = list(result["input_size"])
         store.put_record(key, result)
     logged = False
@@ -176,7 +194,7 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
 def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None, seeds: list | None = None,
                       budget: finetune.Budget | None = None, settings: Settings | None = None,
                       device: str = "cpu", data_root: str | None = None, split_seed: int = 0,
-                      track: bool = True) -> dict:
+                      track: bool = True, threads: int | None = None) -> dict:
     """Fine-tune ``specs`` x ``datasets`` over ``grid`` ((lr, wd) pairs) x ``seeds``.
 
     Tasks are submitted dataset by dataset (so an interrupted run leaves whole datasets done).
@@ -186,6 +204,12 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
     from zoorank.storage.tracking import logical_key
 
     settings = settings or Settings.from_env()
+    if threads:
+        # one intra-op thread per worker: on a shared, oversubscribed CPU torch's spinning OpenMP
+        # threads made a training step ~20x slower than a single thread (measured, 2 loaded cores)
+        import torch
+
+        torch.set_num_threads(int(threads))
     grid = [tuple(map(float, g)) for g in (grid or finetune.FULL_GRID)]
     seeds = [int(s) for s in (seeds or [0])]
     budget = budget or finetune.Budget()
@@ -244,7 +268,7 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
 def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0,), budget=None,
                      settings: Settings | None = None, device: str = "cpu", data_root: str | None = None,
                      split_seed: int = 0, track: bool = True, workers: int = 1, runner: str = "thread",
-                     return_run_id: bool = False):
+                     threads: int | None = None, return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
     from zoorank.api import _check_locations, resolve_specs
     from zoorank.flows.runners import make_task_runner
@@ -256,7 +280,7 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
     _check_locations(settings, track)
     fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
     res = fl(specs, datasets, list(grid) if grid else None, list(seeds), budget, settings, device, data_root,
-             split_seed, track)
+             split_seed, track, threads)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
 

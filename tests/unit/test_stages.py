@@ -1,0 +1,94 @@
+"""Pipeline stages on a real Zarr store (no Prefect): caching, chaining, failure modes."""
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from zoorank import stages
+from zoorank.data import load_dataset
+from zoorank.storage.arrays import ArrayStore
+
+
+class MeanPool(nn.Module):
+    """Features = per-channel means and a scaled copy; optional NaN for some images."""
+
+    def __init__(self, nan_rows: bool = False):
+        super().__init__()
+        self.config = SimpleNamespace(input_size=(8, 8), feature_dim=6)
+        self.nan_rows = nan_rows
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        f = torch.cat([x.mean(dim=(2, 3)), 2 * x.amax(dim=(2, 3))], dim=1)
+        if self.nan_rows:
+            f[0, 0] = float("nan")
+        return f
+
+    def forward_with_outputs(self, x):
+        return self.forward(x), None
+
+
+@pytest.fixture
+def images():
+    ds = load_dataset("digits")
+    return stages.select_subset(ds, stages.SubsetSpec(per_class=4))
+
+
+def test_select_subset_is_stratified_and_reproducible(images):
+    assert np.bincount(images.labels).tolist() == [4] * 10
+    again = stages.select_subset(load_dataset("digits"), stages.SubsetSpec(per_class=4))
+    assert images.fingerprint() == again.fingerprint()
+    other = stages.select_subset(load_dataset("digits"), stages.SubsetSpec(per_class=4, seed=1))
+    assert other.fingerprint() != images.fingerprint()
+
+
+def test_per_class_too_large_names_dataset_and_split():
+    with pytest.raises(ValueError, match=r"dataset 'digits' \(train split\)"):
+        stages.select_subset(load_dataset("digits"), stages.SubsetSpec(per_class=1000))
+
+
+def test_features_cached_and_lead_stages_chain(tmp_path, images):
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
+    model = MeanPool()
+    first = stages.ensure_features(store, keys, lambda: model, images)
+    assert not first.cache_hit and model.calls > 0
+    calls = model.calls
+    second = stages.ensure_features(store, keys, lambda: pytest.fail("loaded on a cache hit"), images)
+    assert second.cache_hit and model.calls == calls
+    np.testing.assert_array_equal(store.get(keys.labels), images.labels)
+
+    svm = stages.ensure_svm_logits(store, keys, {"cross_fit": 2})
+    ntk = stages.ensure_ntk_eigenvalues(store, keys, {"samples_per_class": 3, "head_widths": (16, 16)})
+    assert store.get(svm.key).shape == (40, 10) and store.get(ntk.key).shape == (10,)
+    lead = stages.ensure_score(store, "lead", keys, lead_inputs=(svm.key, ntk.key))
+    direct = stages.metric_registry.score("lead", store.get(keys.features), images.labels,
+                                          log_init=store.get(svm.key), class_eigenvalues=store.get(ntk.key))
+    assert lead.info["score"] == pytest.approx(direct)
+    assert stages.ensure_score(store, "lead", keys, lead_inputs=(svm.key, ntk.key)).cache_hit
+    # a different parameter is a different key
+    assert stages.ensure_svm_logits(store, keys, {"cross_fit": 3}).key != svm.key
+
+
+def test_nan_backbone_is_refused_and_nothing_is_cached(tmp_path, images):
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("nan@0", images.fingerprint(), has_outputs=False)
+    with pytest.raises(ValueError, match=r"NaN/inf features for 1 of 40 images \(dataset 'digits'\)"):
+        stages.ensure_features(store, keys, lambda: MeanPool(nan_rows=True), images, batch_size=64)
+    assert not store.exists(keys.features)
+
+
+def test_failing_metric_is_recorded_and_source_metrics_skipped(tmp_path, images):
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
+    stages.ensure_features(store, keys, MeanPool, images)
+    skipped = stages.ensure_score(store, "leep", keys)
+    assert "no source-task outputs" in skipped.info["skipped"]
+    failed = stages.ensure_score(store, "knn", keys, params={"k": -3})
+    assert "error" in failed.info and not failed.cache_hit
+    assert stages.ensure_score(store, "knn", keys, params={"k": -3}).info == failed.info
