@@ -7,7 +7,7 @@ setup:
 	bash scripts/setup.sh $(VENV)
 
 demo: setup
-	$(VENV)/bin/zoorank rank --zoo default --dataset digits --per-class 30
+	$(VENV)/bin/zoorank rank --zoo default --dataset digits --per-class 20
 
 test: setup
 	$(PY) -m pytest -q

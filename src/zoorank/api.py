@@ -16,14 +16,22 @@ def resolve_specs(zoo) -> list:
     if isinstance(zoo, str):
         if zoo == "default" or zoo.endswith((".yaml", ".yml")):
             return list(load_zoo(zoo))
-        return [s.strip() for s in zoo.split(",") if s.strip()] if "," in zoo else [zoo]
+        zoo = [s.strip() for s in zoo.split(",") if s.strip()]
     specs = list(zoo)
     known = set(list_models())
     for s in specs:
-        if isinstance(s, str) and s not in known and ":" not in s:
+        if isinstance(s, str) and s not in known:
             from zoorank.zoo import get_config
             get_config(s)  # raises a ValueError naming the closest ids
     return specs
+
+
+def check_datasets(datasets: list[str]) -> None:
+    """Unknown dataset ids fail here, naming the closest known ids, before any work."""
+    from zoorank.data import dataset_info
+
+    for d in datasets:
+        dataset_info(d)
 
 
 def _check_locations(settings: Settings, track: bool) -> None:
@@ -54,6 +62,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     apply_offline_defaults(settings)
     datasets = [dataset] if isinstance(dataset, str) else list(dataset)
     specs = resolve_specs(zoo)
+    check_datasets(datasets)
     if metrics is not None:
         from zoorank.metrics.registry import get_metric
         for m in metrics:

@@ -86,6 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--address", help="existing Dask scheduler address (with --runner dask)")
     sv.add_argument("--run-now", action="store_true", help="also trigger one run right away")
     _location_flags(sv)
+    _add_ground_truth_benchmark(sub)
     return parser
 
 
@@ -195,7 +196,8 @@ def cmd_serve(args) -> int:
 
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache, "serve": cmd_serve}[args.command]
+    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache, "serve": cmd_serve,
+               "ground-truth": cmd_ground_truth, "benchmark": cmd_benchmark}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, PermissionError, ImportError, LookupError) as exc:
@@ -207,6 +209,98 @@ def main(argv=None) -> int:
             print(f"zoorank: error: {exc}", file=sys.stderr)
             return 2
         raise
+
+
+# ---------------------------------------------------------------- ground truth and benchmark
+def _floats(text: str | None) -> list[float] | None:
+    return [float(t) for t in text.split(",") if t.strip()] if text else None
+
+
+def _add_ground_truth_benchmark(sub) -> None:
+    g = sub.add_parser("ground-truth", help="fine-tune every (model, dataset) pair over an lr x wd grid "
+                                            "(the ground truth the benchmark compares rankings to)")
+    g.add_argument("--zoo", default="default")
+    g.add_argument("--dataset", action="append", required=True, help="dataset id (repeat for several)")
+    g.add_argument("--lrs", default="0.1,0.01,0.001,0.0001", help="learning rates (default: the full grid)")
+    g.add_argument("--wds", default="0,1e-6,1e-5,1e-4,1e-3", help="weight decays (default: the full grid)")
+    g.add_argument("--seeds", default="0", help="comma-separated seeds")
+    g.add_argument("--steps", type=int, default=100)
+    g.add_argument("--batch-size", type=int, default=32)
+    g.add_argument("--train-per-class", type=int, help="images per class for training (default: whole split)")
+    g.add_argument("--val-per-class", type=int)
+    g.add_argument("--test-per-class", type=int)
+    g.add_argument("--max-input-side", type=int, help="cap on the input resolution (CPU budget knob)")
+    g.add_argument("--eval-every", type=int, default=0)
+    g.add_argument("--wd-mode", choices=["coupled", "sfda"], default="coupled")
+    g.add_argument("--preset", choices=["cpu-small", "full"], help="a budget preset (overrides the knobs)")
+    g.add_argument("--device", default="cpu")
+    g.add_argument("--workers", type=int, default=1)
+    g.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a shared CPU)")
+    g.add_argument("--data-root")
+    g.add_argument("--no-track", action="store_true")
+    g.add_argument("--csv", help="write the ground-truth table (one row per pair) to this CSV")
+    _location_flags(g)
+
+    b = sub.add_parser("benchmark", help="every metric's ranking vs the ground truth: tau tables, low data, "
+                                         "LEAD ablations, Markdown/HTML report")
+    b.add_argument("--zoo", default="default")
+    b.add_argument("--dataset", action="append", required=True)
+    b.add_argument("--ground-truth", default="mlflow",
+                   help="CSV (dataset,model,test_top1|accuracy), an MLflow ground-truth run id, or 'mlflow' (newest)")
+    b.add_argument("--per-class", type=int, default=20)
+    b.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    b.add_argument("--low-data", default="2,5,10", help="N/K values ('' to skip)")
+    b.add_argument("--repeats", type=int, default=5)
+    b.add_argument("--no-ablations", action="store_true")
+    b.add_argument("--out", default="results/benchmark", help="report folder")
+    b.add_argument("--device", default="cpu")
+    b.add_argument("--workers", type=int, default=2)
+    b.add_argument("--threads", type=int)
+    b.add_argument("--no-track", action="store_true")
+    _location_flags(b)
+
+
+def cmd_ground_truth(args) -> int:
+    from zoorank.finetune import Budget
+    from zoorank.flows.ground_truth import run_ground_truth
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    if args.preset == "cpu-small":
+        budget = Budget.cpu_small()
+    elif args.preset == "full":
+        budget = Budget.full()
+    else:
+        budget = Budget(steps=args.steps, batch_size=args.batch_size, train_per_class=args.train_per_class,
+                        val_per_class=args.val_per_class, test_per_class=args.test_per_class,
+                        max_input_side=args.max_input_side, eval_every=args.eval_every, wd_mode=args.wd_mode)
+    grid = [(lr, wd) for lr in _floats(args.lrs) for wd in _floats(args.wds)]
+    df = run_ground_truth(args.zoo, args.dataset, grid=grid, seeds=[int(s) for s in _csv(args.seeds)],
+                          budget=budget, settings=_settings(args), device=args.device, data_root=args.data_root,
+                          track=not args.no_track, workers=args.workers, threads=args.threads)
+    print(df.to_string(index=False))
+    if args.csv:
+        df.to_csv(args.csv, index=False)
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from zoorank.flows.benchmark import run_benchmark, summary_tables
+
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    low = [int(v) for v in args.low_data.split(",") if v.strip()]
+    res = run_benchmark(args.zoo, args.dataset, args.ground_truth, per_class=args.per_class or None,
+                        metrics=_csv(args.metrics), low_data=low, repeats=args.repeats,
+                        ablations=not args.no_ablations, settings=_settings(args), device=args.device,
+                        track=not args.no_track, workers=args.workers, out_dir=args.out)
+    print(summary_tables(res)["full"].to_string(float_format=lambda v: f"{v:.3f}"))
+    print(f"report: {res['report']['markdown']}")
+    return 0
 
 
 if __name__ == "__main__":

@@ -15,7 +15,8 @@ features, ``cov(E[f|y]) = sum_c (n_c/N) m_c m_c^T`` (m_c the centred class means
 of the D x D matrix ``A`` when it is well conditioned (estimated reciprocal condition
 number > 1e-10) and otherwise through its eigendecomposition (pseudo-inverse, eigenvalues
 below 1e-15 x the largest dropped). Cost O(N D^2 + D^3), dominated by forming the
-covariance.
+covariance: ~7 CPU-s for 50,000 x 2048 and ~0.6 CPU-s for 10,000 x 1280 (single BLAS
+thread).
 
 Checked against thuml/Transfer-Learning-Library ``tllib/ranking/hscore.py``
 (``h_score``: equal to machine precision, both use the pseudo-inverse with rcond 1e-15;

@@ -15,11 +15,13 @@ Exact path (``method="exact"``, default) without any N x N matrix: with centred 
     <HGH, HYH> = 2 ||Fc^T Ec||_F^2,  ||HGH||_F = ||Fc^T Fc||_F,  ||HYH||_F = 2 ||Ec^T Ec||_F,
     LFC = ||Fc^T Ec||_F^2 / (||Fc^T Fc||_F ||Ec^T Ec||_F),
 
-O(N D K + N min(N, D)^2) time (~3 s for 50,000 x 2048 on 2 cores) and no subsampling.
+O(N D K + N min(N, D)^2) time (~5.6 CPU-s for 50,000 x 2048, single BLAS thread) and no
+subsampling.
 The explicit path (``method="explicit"``) builds the N x N matrices with
 ``zoorank.metrics.kernel_alignment`` on a seeded, class-stratified, order-independent
-subsample of about ``max_samples`` (2000) rows (``_common.stratified_subsample``); it exists to cross-check the exact path (equal to rounding
-on the same rows) and to reproduce subsampled numbers.
+subsample of about ``max_samples`` (2000) rows (``_common.stratified_subsample``); it
+exists to cross-check the exact path (equal to rounding on the same rows) and to
+reproduce subsampled numbers.
 
 There is no public reference implementation of LFC; the unit tests check the exact path
 against the explicit N x N alignment.

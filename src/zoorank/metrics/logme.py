@@ -33,7 +33,8 @@ or confined to N < D, and reproducible with ``thuml_compat=True``:
 
 Cost: one eigendecomposition of the smaller Gram matrix (``F^T F``, D x D, when N > D;
 ``F F^T``, N x N, otherwise) plus O(r K) per iteration for all K columns at once.
-50,000 x 2048 takes a few seconds on 2 cores (dominated by forming the Gram matrix).
+Measured (single BLAS thread, shared machine): 50,000 x 2048, K=10: 9 CPU-s;
+10,000 x 1280, K=100: 1.4 CPU-s.
 """
 from __future__ import annotations
 
@@ -46,24 +47,20 @@ _EPS = 1e-5  # the reference's regulariser in the alpha / beta denominators
 
 def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None):
     """Non-zero eigenvalues ``s`` (r,) of F^T F and ``x = U^T y`` (r, K), U the left
-    singular vectors of F, plus ``||y||^2`` per column."""
+    singular vectors of F (eigenvalues at or below ``rank_tol``, default
+    ``max(s) * max(N, D) * eps``, count as zero)."""
     n, d = f.shape
     if n > d:
         s, v = np.linalg.eigh(f.T @ f)                      # D x D
-        fty = f.T @ y                                        # (D, K)
-        vty = v.T @ fty                                      # = diag(sqrt s) U^T y
+        proj = v.T @ (f.T @ y)                               # diag(sqrt s) U^T y, (D, K)
     else:
         s, u = np.linalg.eigh(f @ f.T)                      # N x N
-        vty = None
-        uty = u.T @ y
+        proj = u.T @ y                                       # U^T y, (N, K)
     s = np.clip(s, 0.0, None)
     tol = rank_tol if rank_tol is not None else s.max() * max(n, d) * np.finfo(np.float64).eps
     keep = s > tol
     s = s[keep]
-    if n > d:
-        x = vty[keep] / np.sqrt(s)[:, None]
-    else:
-        x = uty[keep]
+    x = proj[keep] / np.sqrt(s)[:, None] if n > d else proj[keep]
     return s, x
 
 

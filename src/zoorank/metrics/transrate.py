@@ -14,7 +14,9 @@ Checked against thuml/Transfer-Learning-Library ``tllib/ranking/transrate.py`` (
 
 Each log-determinant is taken from a Cholesky factor of the smaller of the d x d and
 n x n Gram matrices (``det(I_d + a Z^T Z) = det(I_n + a Z Z^T)``), so the cost is
-O(N D^2 + K min(n_k, D)^3): a few seconds for 50,000 x 2048, K=10 on 2 cores.
+O(N D^2 + K min(n_k, D)^3); the global ``Z^T Z`` is the sum of the per-class ones, so
+the features are multiplied once: ~9 CPU-s for 50,000 x 2048, K=10 and ~1.5 CPU-s for
+10,000 x 1280, K=100 (single BLAS thread).
 """
 from __future__ import annotations
 

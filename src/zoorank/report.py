@@ -1,0 +1,205 @@
+"""Benchmark report: Markdown + HTML with tables and PNG plots (matplotlib, Agg backend).
+
+``write_report(result, out_dir, settings=None)`` takes the dict of
+:func:`zoorank.flows.benchmark.benchmark_flow` and writes into ``out_dir``:
+
+* ``report.md`` and ``report.html`` -- full-data weighted tau (metric x dataset + mean), the other
+  measures, low-data mean +- std, LEAD ablations, and every note (missing ground truth, failed
+  metrics, undefined tau);
+* ``tau_bars.png`` -- weighted tau per metric per dataset (grouped bars, LEAD first);
+* ``scatter_<dataset>.png`` -- metric score vs fine-tuned accuracy, one panel per metric shown
+  (LEAD and the best baselines), points labelled with model names;
+* ``tables/*.csv`` -- the tables as CSV.
+
+With ``settings`` the folder is also logged as artifacts of an MLflow run (tag
+``zoorank.kind=benchmark``).
+"""
+from __future__ import annotations
+
+import html
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+
+def _fmt(df: pd.DataFrame, digits: int = 3) -> pd.DataFrame:
+    return df.apply(lambda c: c.map(lambda v: "" if (isinstance(v, float) and np.isnan(v)) else
+                                    (f"{v:.{digits}f}" if isinstance(v, (float, np.floating)) else v)))
+
+
+def md_table(df: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
+    d = _fmt(df.reset_index() if index else df, digits)
+    cols = [str(c) for c in d.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for row in d.itertuples(index=False):
+        lines.append("| " + " | ".join(str(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def _plots(result: dict, tables: dict, out: Path) -> list[str]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    files = []
+    full = tables["full"]
+    if len(full):
+        ds = [c for c in full.columns if c not in ("mean", "n_datasets")]
+        metrics = list(full.index)
+        if "lead" in metrics:
+            metrics = ["lead"] + [m for m in metrics if m != "lead"]
+        fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(metrics) * max(1, len(ds)) / 2.5), 4.5))
+        width = 0.8 / max(1, len(ds) + 1)
+        x = np.arange(len(metrics))
+        for i, d in enumerate([*ds, "mean"]):
+            vals = full.loc[metrics, d].to_numpy(float)
+            ax.bar(x + i * width, np.nan_to_num(vals), width, label=d,
+                   color="black" if d == "mean" else None, alpha=0.85)
+        ax.set_xticks(x + width * len(ds) / 2)
+        ax.set_xticklabels(metrics, rotation=45, ha="right")
+        ax.axhline(0, color="grey", lw=0.8)
+        ax.set_ylabel("weighted Kendall tau")
+        ax.set_title("Weighted tau vs fine-tuned accuracy, per metric and dataset")
+        ax.legend(fontsize=7, ncol=3)
+        fig.tight_layout()
+        fig.savefig(out / "tau_bars.png", dpi=110)
+        plt.close(fig)
+        files.append("tau_bars.png")
+    truth = pd.DataFrame(result["truth"])
+    for d, recs in result["scores"].items():
+        sc = pd.DataFrame(recs)
+        t = truth[truth["dataset"] == d].set_index("model")["accuracy"] if len(truth) else pd.Series(dtype=float)
+        if sc.empty or t.empty:
+            continue
+        shown = ["lead"] + [m for m in full.index if m != "lead"][:5] if len(full) else ["lead"]
+        shown = [m for m in shown if m in sc]
+        n = len(shown)
+        cols = min(3, n)
+        rows = int(np.ceil(n / cols))
+        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
+        for ax, m in zip(axes.flat, shown):
+            sub = sc[sc["model"].isin(t.index)][["model", m]].dropna()
+            ax.scatter(sub[m], t.loc[sub["model"]], s=18)
+            for mm, v in zip(sub["model"], sub[m]):
+                ax.annotate(mm, (v, t.loc[mm]), fontsize=6, xytext=(2, 2), textcoords="offset points")
+            tau = full.loc[m, d] if (m in full.index and d in full.columns) else np.nan
+            ax.set_title(f"{m} (weighted tau {tau:.2f})", fontsize=9)
+            ax.set_xlabel("score", fontsize=8)
+            ax.set_ylabel("fine-tuned test accuracy", fontsize=8)
+        for ax in list(axes.flat)[n:]:
+            ax.axis("off")
+        fig.suptitle(f"{d}: metric score vs fine-tuned accuracy", fontsize=10)
+        fig.tight_layout()
+        name = f"scatter_{d}.png"
+        fig.savefig(out / name, dpi=100)
+        plt.close(fig)
+        files.append(name)
+    return files
+
+
+def render_markdown(result: dict, tables: dict, images: list[str], header: str = "") -> str:
+    parts = ["# Benchmark: transferability metrics vs fine-tuned accuracy", ""]
+    if header:
+        parts += [header, ""]
+    parts += ["## Full data: weighted Kendall tau (metric x dataset, mean over datasets)", "",
+              md_table(tables["full"]), ""]
+    if "tau_bars.png" in images:
+        parts += ["![tau per metric per dataset](tau_bars.png)", ""]
+    for m in ("kendall_tau", "pearson", "top1_regret", "top3_regret"):
+        if f"full_{m}" in tables:
+            parts += [f"### {m}", "", md_table(tables[f"full_{m}"]), ""]
+    if "low" in tables:
+        parts += ["## Low data: weighted tau, mean over datasets of the mean over subsets (std: mean over "
+                  "datasets of the std over subsets)", "", md_table(tables["low"]), ""]
+    if "ablation" in tables:
+        parts += ["## LEAD ablations (weighted tau; one option changed from the defaults at a time)", "",
+                  md_table(tables["ablation"]), ""]
+    notes = [(d, n) for d, ns in result.get("notes", {}).items() for n in ns]
+    per = result.get("per_dataset", {})
+    metric_notes = [(d, r["metric"], r["note"]) for d, rs in per.items() for r in rs if r.get("note")]
+    if notes or metric_notes:
+        parts += ["## Notes (missing ground truth, failed metrics, undefined tau)", ""]
+        parts += [f"- {d}: {n}" for d, n in notes]
+        parts += [f"- {d} / {m}: {n}" for d, m, n in metric_notes]
+        parts.append("")
+    for img in images:
+        if img.startswith("scatter_"):
+            parts += [f"![{img}]({img})", ""]
+    return "\n".join(parts)
+
+
+def _html(md: str) -> str:
+    """Minimal Markdown -> HTML for the report's own output (headings, tables, images, lists)."""
+    out, in_table, in_list = [], False, False
+    for line in md.splitlines():
+        if line.startswith("|"):
+            cells = [c.strip() for c in line.strip("|").split("|")]
+            if all(set(c) <= {"-"} for c in cells):
+                continue
+            if not in_table:
+                out.append("<table border=1 cellspacing=0 cellpadding=3>")
+                in_table = True
+                out.append("<tr>" + "".join(f"<th>{html.escape(c)}</th>" for c in cells) + "</tr>")
+            else:
+                out.append("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in cells) + "</tr>")
+            continue
+        if in_table:
+            out.append("</table>")
+            in_table = False
+        if line.startswith("- "):
+            if not in_list:
+                out.append("<ul>")
+                in_list = True
+            out.append(f"<li>{html.escape(line[2:])}</li>")
+            continue
+        if in_list:
+            out.append("</ul>")
+            in_list = False
+        if line.startswith("!["):
+            src = line[line.index("(") + 1:-1]
+            out.append(f'<p><img src="{html.escape(src)}" style="max-width:100%"></p>')
+        elif line.startswith("#"):
+            level = len(line) - len(line.lstrip("#"))
+            out.append(f"<h{level}>{html.escape(line[level:].strip())}</h{level}>")
+        elif line.strip():
+            out.append(f"<p>{html.escape(line)}</p>")
+    if in_table:
+        out.append("</table>")
+    if in_list:
+        out.append("</ul>")
+    return "<!doctype html><meta charset='utf-8'><title>zoorank benchmark</title>\n" + "\n".join(out)
+
+
+def write_report(result: dict, out_dir, *, settings=None, header: str = "") -> dict:
+    """Write the report folder (see module docstring); returns paths and the MLflow run id."""
+    from zoorank.flows.benchmark import summary_tables
+
+    out = Path(out_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    tables = summary_tables(result)
+    for name, t in tables.items():
+        t.to_csv(out / "tables" / f"{name}.csv")
+    for d, recs in result["per_dataset"].items():
+        pd.DataFrame(recs).to_csv(out / "tables" / f"dataset_{d}.csv", index=False)
+    images = _plots(result, tables, out)
+    md = render_markdown(result, tables, images, header)
+    (out / "report.md").write_text(md)
+    (out / "report.html").write_text(_html(md))
+    run_id = None
+    if settings is not None:
+        from zoorank.storage.tracking import Tracker
+
+        t = Tracker.from_settings(settings)
+        run = t.client.create_run(t.experiment_id, run_name="benchmark",
+                                  tags={"zoorank.kind": "benchmark", "zoorank.datasets": ",".join(result["datasets"])})
+        run_id = run.info.run_id
+        full = tables["full"]
+        if len(full):
+            t._log(run_id, metrics={f"tau.{m}.mean": v for m, v in full["mean"].items() if np.isfinite(v)})
+        t.client.log_artifacts(run_id, os.fspath(out), "benchmark")
+        t.client.set_terminated(run_id, "FINISHED")
+    return {"folder": str(out), "markdown": str(out / "report.md"), "html": str(out / "report.html"),
+            "images": images, "run_id": run_id}
