@@ -134,13 +134,16 @@ def bench_overhead_and_cached(args) -> dict:
 
 def bench_runners(args) -> dict:
     models = MODELS
-    datasets = DATASETS[:1] if args.quick else DATASETS[:2]
-    out = {"pairs": len(models) * len(datasets), "models": models, "datasets": datasets, "runs": {}}
+    datasets = args.runners_datasets.split(",") if args.runners_datasets else (
+        DATASETS[:1] if args.quick else DATASETS[:2])
+    per_class = args.runners_per_class or args.per_class
+    out = {"pairs": len(models) * len(datasets), "models": models, "datasets": datasets, "per_class": per_class,
+           "runs": {}}
     for label, runner, workers in [("thread-2", "thread", 2), ("dask-1", "dask", 1), ("dask-2", "dask", 2)]:
         s = fresh_settings()
-        cold, table = run_flow(models, datasets, args.per_class, s, runner=runner, workers=workers)
+        cold, table = run_flow(models, datasets, per_class, s, runner=runner, workers=workers)
         assert (table["cached_stages"] == 0).all()
-        cached, _ = run_flow(models, datasets, args.per_class, s, runner=runner, workers=workers)
+        cached, _ = run_flow(models, datasets, per_class, s, runner=runner, workers=workers)
         out["runs"][label] = {"cold_s": round(cold, 2), "cached_s": round(cached, 2),
                               "work_s": round(cold - cached, 2)}
         shutil.rmtree(s.home, ignore_errors=True)
@@ -175,7 +178,7 @@ def to_markdown(res: dict) -> str:
     r = res.get("runners")
     if r:
         for label, v in r["runs"].items():
-            lines.append(f"| {label}: cold / cached ({r['pairs']} pairs) | {v['cold_s']} s / {v['cached_s']} s | | |")
+            lines.append(f"| {label}: cold / cached ({r['pairs']} pairs, {r.get('per_class', res['per_class'])}/class) | {v['cold_s']} s / {v['cached_s']} s | | |")
         sp = r["speedup_dask2_vs_dask1"]
         lines.append(f"| speed-up Dask 2 workers vs 1 (cold, end to end) | {sp:.2f}x | >= 1.6x | {'yes' if sp >= 1.6 else 'no'} |")
         lines.append(f"| speed-up Dask 2 vs 1, work only (cold - cached) | {r['speedup_dask2_vs_dask1_work_only']:.2f}x | | |")
@@ -195,6 +198,8 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=None, help="repeats of the overhead pair (default 3, quick 1)")
     p.add_argument("--overhead-datasets", help="datasets of the overhead/cached section (default digits,mnist5k)")
     p.add_argument("--overhead-per-class", type=int, help="images per class there (default --per-class)")
+    p.add_argument("--runners-datasets", help="datasets of the runners section (default digits,mnist5k)")
+    p.add_argument("--runners-per-class", type=int, help="images per class there (default --per-class)")
     p.add_argument("--only", default="overhead,runners,growth", help="comma list of overhead,runners,growth")
     p.add_argument("--blas-threads", default="1", help="OMP/MKL/OpenBLAS/torch threads (default 1)")
     p.add_argument("--out", default=None, help="JSON path (default benchmarks/results/pipeline[_quick].json)")
