@@ -72,3 +72,33 @@ def test_score_all_records_failures_and_goes_on():
     assert isinstance(out["logme"], float) and isinstance(out["hscore"], float)
     with pytest.raises(ValueError):
         registry.score_all(x, y, names=["leep"], errors="raise")
+
+
+def _class_data(n_per_class, k=5, d=16, seed=0, separation=3.0):
+    rng = np.random.default_rng(seed)
+    y = np.repeat(np.arange(k), n_per_class)
+    centres = rng.normal(size=(k, d)) * separation
+    x = np.maximum(centres[y] + rng.normal(size=(len(y), d)), 0)  # ReLU-like, as backbones give
+    logits = x[:, :8] @ rng.normal(size=(8, 20))
+    probs = np.exp(logits - logits.max(1, keepdims=True))
+    return x, y, probs / probs.sum(1, keepdims=True)
+
+
+def test_every_metric_at_two_samples_per_class_is_finite_or_says_why():
+    x, y, src = _class_data(2)
+    for name in registry.METRICS:
+        try:
+            value = registry.score(name, x, y, source_probs=src)
+        except ValueError as exc:
+            assert str(exc), name        # a clear reason, never a silent NaN
+        else:
+            assert np.isfinite(value), name
+
+
+def test_every_metric_prefers_real_labels_to_shuffled_ones():
+    x, y, src = _class_data(20)
+    shuffled = np.random.default_rng(1).permutation(y)
+    for name in registry.METRICS:
+        real = registry.score(name, x, y, source_probs=src)
+        fake = registry.score(name, x, shuffled, source_probs=src)
+        assert real > fake, name
