@@ -52,14 +52,43 @@ LOW_DATA = (2, 5, 10)
 #: LEAD ablations: (group, label, lead_score keyword overrides). One option changed at a time.
 LEAD_ABLATIONS: tuple[tuple[str, str, dict], ...] = (
     *(("eta_t", f"eta_t={v:g}", {"eta_t": v}) for v in (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)),
-    *(("samples_per_class", f"S={v}", {"samples_per_class": v}) for v in (2, 5, 10, 20, 64)),
+    *(("samples_per_class", f"S={v}", {"samples_per_class": v}) for v in (2, 5, 10, 64)),
     *(("normalisation", f"svm norm={v}", {"normalisation": v}) for v in ("platt", "softmax", "temperature")),
     ("cross_fit", "cross_fit=0 (in-sample)", {"cross_fit": 0}),
     ("cross_fit", "cross_fit=5 (out-of-fold)", {"cross_fit": 5}),
     *(("eigenvalue_scale", f"eig scale={v}", {"eigenvalue_scale": v}) for v in ("mean", "max", "none")),
     *(("svm_feature_norm", f"svm features={v}", {"svm_feature_norm": v}) for v in ("standard", "l2", "none")),
-    *(("ntk_feature_norm", f"ntk features={v}", {"ntk_feature_norm": v}) for v in ("none", "l2", "standard")),
+    *(("ntk_feature_norm", f"ntk features={v}", {"ntk_feature_norm": v}) for v in ("none", "l2")),
 )
+_SVM_STAGE = {"normalisation": "normalisation", "cross_fit": "cross_fit", "svm_feature_norm": "feature_norm",
+              "svm": "svm", "C": "C", "max_fit_samples": "max_fit_samples"}
+_NTK_STAGE = {"samples_per_class": "samples_per_class", "ntk_feature_norm": "feature_norm",
+              "head_widths": "head_widths", "ntk_method": "method"}
+
+
+def lead_ablation_score(store: ArrayStore, keys: stages.FeatureKeys, params: dict,
+                        lead_params: stages.LeadParams | None = None) -> dict:
+    """LEAD with ``params`` (lead_score keywords) on the full features, through the cached stages:
+    the SVM logits and NTK eigenvalues are store entries keyed by their own parameters (those of
+    the defaults are the rank flow's), so an eta_t or eigenvalue-scale variant costs only Eq. 7."""
+    lead_params = lead_params or stages.LeadParams()
+    svm = dict(lead_params.svm)
+    ntk = dict(lead_params.ntk)
+    eq7 = {}
+    for k, v in params.items():
+        if k in _SVM_STAGE:
+            svm[_SVM_STAGE[k]] = v
+        elif k in _NTK_STAGE:
+            ntk[_NTK_STAGE[k]] = v
+        else:
+            eq7[k] = v
+    try:
+        s1 = stages.ensure_svm_logits(store, keys, svm)
+        s2 = stages.ensure_ntk_eigenvalues(store, keys, ntk)
+        res = stages.ensure_score(store, "lead", keys, params=eq7, lead_inputs=(s1.key, s2.key))
+        return dict(res.info)
+    except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
+        return {"error": f"{type(exc).__name__}: {exc}"}
 
 
 # ------------------------------------------------------------------ evaluation (pure)
@@ -162,7 +191,8 @@ def _subsets(labels: np.ndarray, per_class: int, repeats: int, seed: int) -> lis
 @task(name="bench-score-pair", cache_policy=NO_CACHE)
 def score_pair_task(settings: Settings, dataset: str, model: str, keys: dict, metrics: list[str],
                     metric_params: dict, low_data: list[int], repeats: int, seed: int,
-                    ablations: bool, full: bool) -> dict:
+                    ablations: bool, full: bool, lead_params: stages.LeadParams | None = None,
+                    low_metrics: list[str] | None = None) -> dict:
     """All benchmark scores of one (model, dataset) pair: full data (only when ``full``, i.e. no
     rank flow supplied them), low-data subsets, LEAD ablations."""
     store = ArrayStore(settings.store)
@@ -181,14 +211,14 @@ def score_pair_task(settings: Settings, dataset: str, model: str, keys: dict, me
             out["low"].append({"n_per_class": n_k, "error": str(exc)})
             continue
         for r, rows in enumerate(subsets):
-            for m in metrics:
+            for m in (low_metrics or metrics):
                 out["low"].append({"n_per_class": n_k, "repeat": r, "metric": m,
                                    **score_rows(store, m, fk, rows, metric_params.get(m, {}), cache)})
     if ablations:
         base = dict(metric_params.get("lead", {}))
         for group, label, over in LEAD_ABLATIONS:
             out["ablation"].append({"group": group, "variant": label,
-                                    **score_rows(store, "lead", fk, everything, {**base, **over}, cache)})
+                                    **lead_ablation_score(store, fk, {**base, **over}, lead_params)})
     return out
 
 
@@ -239,8 +269,10 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
                    metric_params: dict | None = None, lead_params: stages.LeadParams | None = None,
                    low_data: list[int] | None = None, repeats: int = 5, ablations: bool = True,
                    settings: Settings | None = None, device: str = "cpu", data_root: str | None = None,
-                   track: bool = True, gt_metric: str = "test_top1") -> dict:
-    """See the module docstring. Either ``specs`` (real zoo, scores from the rank flow) or
+                   track: bool = True, gt_metric: str = "test_top1", low_metrics: list[str] | None = None
+                   ) -> dict:
+    """See the module docstring. ``low_metrics``: metrics of the low-data regime (default: all).
+    Either ``specs`` (real zoo, scores from the rank flow) or
     ``features`` = ``{dataset: {model: (features, labels[, source_probs])}}`` (synthetic zoo)."""
     from zoorank import pipeline
 
@@ -268,7 +300,7 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
             for m, arrays in models.items():
                 pair_keys.setdefault(d, {})[m] = asdict(put_features(store, f"{d}/{m}", *arrays))
     futs = [score_pair_task.submit(settings, d, m, k, metrics, metric_params, low_data, repeats, seed, ablations,
-                                   specs is None)
+                                   specs is None, lead_params, low_metrics)
             for d in datasets for m, k in pair_keys.get(d, {}).items()]
     outs = [f.result() for f in futs]
     if specs is None:
@@ -302,7 +334,7 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
             fails = grp[grp.get("error", pd.Series(dtype=str)).notna()] if "error" in grp else grp.iloc[:0]
             wide["failed"] = wide["model"].map(
                 lambda mm: "; ".join(f"{r.metric}: {r.error}" for r in fails[fails["model"] == mm].itertuples()))
-            ev, _ = evaluate_scores(wide, t, metrics)
+            ev, _ = evaluate_scores(wide, t, [m for m in metrics if m in set(grp["metric"])])
             for r in ev.itertuples():
                 low_rows.append({"dataset": d, "n_per_class": n_k, "repeat": rep, "metric": r.metric,
                                  "weighted_tau": r.weighted_tau, "note": r.note})
@@ -365,7 +397,8 @@ def summary_tables(result: dict) -> dict[str, pd.DataFrame]:
 def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *, features=None, per_class=20,
                   split="train", seed=0, metrics=None, metric_params=None, lead_params=None, low_data=None,
                   repeats=5, ablations=True, settings: Settings | None = None, device="cpu", data_root=None,
-                  track=True, workers=2, runner="thread", out_dir=None, gt_metric="test_top1") -> dict:
+                  track=True, workers=2, runner="thread", out_dir=None, gt_metric="test_top1",
+                  low_metrics=None, header: str = "") -> dict:
     """Python API of the benchmark flow; writes the report to ``out_dir`` when given (and logs it
     to MLflow when ``track``). Returns the result dict (see :func:`summary_tables`)."""
     from zoorank.api import _check_locations, resolve_specs
@@ -378,11 +411,11 @@ def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *,
     _check_locations(settings, track)
     fl = benchmark_flow.with_options(task_runner=make_task_runner(runner, workers))
     result = fl(datasets, ground_truth, specs, features, per_class, split, seed, metrics, metric_params,
-                lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric)
+                lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric, low_metrics)
     if out_dir is not None:
         from zoorank.report import write_report
 
-        result["report"] = write_report(result, out_dir, settings=settings if track else None)
+        result["report"] = write_report(result, out_dir, settings=settings if track else None, header=header)
     return result
 
 
