@@ -183,6 +183,14 @@ def machine_info() -> dict:
     info.update(numpy=np.__version__, scipy=scipy.__version__, sklearn=sklearn.__version__,
                 torch=torch.__version__, torch_threads=torch.get_num_threads(),
                 torch_interop_threads=torch.get_num_interop_threads())
+    # torch links its own BLAS/LAPACK (MKL here, statically), which threadpoolctl does not list
+    cfg = torch.__config__.show()
+    blas = [ln.strip() for ln in cfg.splitlines() if "BLAS_INFO" in ln or "LAPACK_INFO" in ln]
+    par = torch.__config__.parallel_info()
+    mkl = [ln.strip() for ln in par.splitlines() if "Math Kernel Library" in ln or "OpenBLAS" in ln]
+    info["torch_blas"] = "; ".join(mkl or blas) or "unknown"
+    info["torch_parallel_backend"] = next((ln.split(":", 1)[1].strip() for ln in par.splitlines()
+                                           if ln.startswith("ATen parallel backend")), "unknown")
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
         if os.environ.get(var):
             info[var] = os.environ[var]
@@ -480,7 +488,10 @@ def markdown(report: dict) -> str:
              f"usable, {m.get('mem_total_gib', '?')} GiB RAM; {m['platform']}")
     L.append(f"- torch {m['torch']} ({m['torch_threads']} intra-op threads), numpy {m['numpy']}, "
              f"scipy {m['scipy']}, scikit-learn {m['sklearn']}, Python {m['python']}")
-    L.append(f"- BLAS/OpenMP (threadpoolctl): {blas_summary(m)}")
+    if m.get("torch_blas"):
+        L.append(f"- torch's own BLAS/LAPACK: {m['torch_blas']}; ATen parallel backend "
+                 f"{m.get('torch_parallel_backend', '?')}")
+    L.append(f"- numpy/scipy/sklearn BLAS and OpenMP (threadpoolctl): {blas_summary(m)}")
     la0, la1 = report["load_start"], report["load_end"]
     L.append(f"- Load average (1/5/15 min): {la0[0]:.2f}/{la0[1]:.2f}/{la0[2]:.2f} at the start, "
              f"{la1[0]:.2f}/{la1[1]:.2f}/{la1[2]:.2f} at the end"
@@ -489,8 +500,9 @@ def markdown(report: dict) -> str:
     L.append("")
     L.append("Columns: **wall** = wall-clock seconds of one cold run in a fresh process (after imports "
              "and data loading); **cpu** = user+sys CPU seconds of that run (all threads); **min** = "
-             "fastest of up to 5 runs for jobs under 1 s; **peak dRSS** = ru_maxrss high-water mark "
-             "minus the process's RSS before the job (the float32 features already loaded); "
+             "fastest of up to 5 runs for jobs under 1 s; **peak dRSS** = resident-memory high-water "
+             "mark (VmHWM, reset just before the job) minus the process's RSS before the job (imports "
+             "and the float32 features already loaded); "
              "**load** = 1-min load average when the job started. "
              "A metric's time includes its own input validation (float64 copy of the features).\n")
     for size_name, size in report["sizes"].items():
@@ -627,6 +639,7 @@ def main(argv=None) -> int:
 
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--worker", help=argparse.SUPPRESS)
+    p.add_argument("--render", metavar="JSON", help="only re-write the Markdown report of a saved JSON")
     p.add_argument("--sizes", default="cifar10,c100", help="comma list of: " + ", ".join(SIZES))
     p.add_argument("--metrics", default="all",
                    help="comma list of registered metric names (default all: " + ", ".join(METRICS) + ")")
@@ -641,6 +654,12 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         worker_main(args.worker)
+        return 0
+    if args.render:
+        saved = Path(args.render)
+        report = json.loads(saved.read_text())
+        saved.with_suffix(".md").write_text(markdown(report))
+        print(f"wrote {saved.with_suffix('.md')}")
         return 0
 
     sizes_table = QUICK_SIZES if args.quick else SIZES

@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from zoorank.faults import kill_point
 from zoorank.metrics import registry as metric_registry
 from zoorank.storage.arrays import ArrayStore
 from zoorank.storage.keys import content_key
@@ -128,6 +129,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
         if result.source_probs is None:
             raise ValueError("backbone declared source-task outputs but returned none")
         store.put(keys.source_probs, np.asarray(result.source_probs, dtype=np.float32))
+    kill_point("features")
     store.put(keys.features, feats, attrs={"dataset": images.dataset_id, "n": int(feats.shape[0])})
     return _timed("features", keys.features, False, start, n=int(feats.shape[0]), dim=int(feats.shape[1]))
 
@@ -139,6 +141,7 @@ def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, 
     if store.exists(key):
         return _timed(stage, key, True, start)
     value = compute(store.get(keys.features), store.get(keys.labels), **params)
+    kill_point(stage)
     store.put(key, np.asarray(value, dtype=np.float64))
     return _timed(stage, key, False, start)
 
@@ -190,5 +193,6 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
                                                 **inputs, **params)}
     except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
         value = {"error": f"{type(exc).__name__}: {exc}"}
+    kill_point("score")
     store.put_record(key, value)
     return _timed("score", key, False, start, **value)

@@ -128,6 +128,9 @@ def evaluate_scores(scores: pd.DataFrame, truth: pd.DataFrame, metrics: list[str
             s = sub[m].to_numpy(float)
             a = truth.loc[sub["model"]].to_numpy(float)
             row.update(evaluation.evaluate_ranking(s, a))
+            if np.ptp(s) == 0 or np.ptp(a) == 0:
+                note.append("tau undefined: " + ("scores" if np.ptp(s) == 0 else "accuracies")
+                            + " constant across models")
         row["note"] = "; ".join(note)
         rows.append(row)
     return pd.DataFrame(rows, columns=["metric", "n_models", *MEASURES, "note"]), notes
@@ -388,7 +391,9 @@ def summary_tables(result: dict) -> dict[str, pd.DataFrame]:
         out["low"] = tab.sort_values(tab.columns[0], ascending=False)
     abl = pd.DataFrame(result["ablations"])
     if len(abl):
-        w = abl.pivot_table(index=["group", "variant"], columns="dataset", values="weighted_tau", sort=False)
+        w = (abl.groupby(["group", "variant", "dataset"], sort=False)["weighted_tau"].first()
+             .unstack("dataset"))
+        w = w.reindex(pd.MultiIndex.from_frame(abl[["group", "variant"]].drop_duplicates()))
         w["mean"] = w.mean(axis=1)
         out["ablation"] = w
     return out

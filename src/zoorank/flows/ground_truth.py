@@ -21,7 +21,6 @@ from __future__ import annotations
 import functools
 import json
 import time
-from dataclasses import asdict
 
 import pandas as pd
 
@@ -304,4 +303,3 @@ def load_ground_truth(settings: Settings, run_id: str | None = None, *, metric: 
 
 __all__ = ["ground_truth_flow", "run_ground_truth", "load_ground_truth", "finetune_trial", "trial_key",
            "pair_key"]
-_ = asdict
