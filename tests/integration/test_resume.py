@@ -72,4 +72,5 @@ def test_kill_minus_nine_then_resume(prefect_server, tmp_path):
                  settings=Settings.from_env(env={}, home=tmp_path / "fresh"))
     assert (fresh["cached_stages"] == 0).all()
     assert resumed["model"].tolist() == fresh["model"].tolist()
-    np.testing.assert_allclose(resumed[METRICS].to_numpy(), fresh[METRICS].to_numpy(), rtol=1e-10)
+    # float32 SVM/NTK stages computed in another process (other BLAS threading) agree to ~1e-6
+    np.testing.assert_allclose(resumed[METRICS].to_numpy(), fresh[METRICS].to_numpy(), rtol=1e-5)
