@@ -67,9 +67,9 @@ STAGE_VERSIONS: dict[str, int] = {
     "features": 1,
     "labels": 1,
     "source_probs": 1,
-    "svm_logits": 1,
+    "svm_logits": 2,  # 2: default svm feature_norm "standard" -> "l2"
     "ntk_eigenvalues": 1,
-    "scores": 1,
+    "scores": 2,  # 2: LEAD svm_feature_norm default -> "l2"
     "ranking": 1,
 }
 
