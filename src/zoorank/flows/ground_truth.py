@@ -24,6 +24,7 @@ import time
 
 import pandas as pd
 
+from zoorank.faults import kill_point
 from zoorank.config import Settings, apply_offline_defaults
 
 apply_offline_defaults()
@@ -175,6 +176,7 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
     else:
         result = finetune.run_trial(lambda: _fresh_backbone(spec), data, params, budget, device=device).as_dict()
         result["input_size"] = list(result["input_size"])
+        kill_point("gt_trial")
         store.put_record(key, result)
     logged = False
     if pair_run is not None:
