@@ -196,6 +196,10 @@ def iter_feature_batches(
     loader = torch.utils.data.DataLoader(
         batches, batch_size=None, shuffle=False, num_workers=int(num_workers),
         pin_memory=dev.type == "cuda", prefetch_factor=2 if num_workers > 0 else None,
+        # "forkserver", not fork: inside a Prefect flow (threads, event loops, at-fork hooks)
+        # forked workers died at start (exit code 1); a clean fork server avoids that
+        multiprocessing_context="forkserver" if num_workers > 0 else None,
+        persistent_workers=False,
     )
     backbone.to(dev)
     if channels_last:
