@@ -4,7 +4,6 @@ direct (Prefect-free) runner and the CLI: loading specs, model identities, the r
 from __future__ import annotations
 
 import functools
-import time
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -14,11 +13,8 @@ from zoorank import stages
 from zoorank.storage.arrays import ArrayStore
 from zoorank.storage.keys import content_digest
 
-#: LEAD first, then the baselines in the registry's order.
-DEFAULT_METRICS: tuple[str, ...] = ()
-
-
 def default_metrics() -> list[str]:
+    """LEAD first, then the baselines, in the registry's order."""
     from zoorank.metrics.registry import METRICS
 
     return list(METRICS)
@@ -108,7 +104,7 @@ def ranking_table(pairs: list[PairOutcome], metrics: list[str], rank_by: str = "
         row = {"dataset": p.dataset, "model": p.model}
         row.update({m: p.scores.get(m, np.nan) for m in metrics})
         row["seconds"] = round(sum(p.timings.values()), 3)
-        row["cached_stages"] = sum(int(v) for k, v in p.cache_hits.items() if k != "score") + p.cache_hits.get("score", 0)
+        row["cached_stages"] = sum(int(v) for v in p.cache_hits.values())  # score: a count of hits
         row["failed"] = ";".join(f"{m}: {why}" for m, why in sorted(p.errors.items()))
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -149,7 +145,3 @@ def run_pair_direct(store: ArrayStore, spec, dataset_id: str, subset: stages.Sub
         scores[m] = asdict(stages.ensure_score(store, m, keys, params=(metric_params or {}).get(m, {}),
                                                lead_inputs=lead_inputs))
     return collect_pair(model, dataset, features, [svm, ntk], scores)
-
-
-def now() -> float:
-    return time.perf_counter()

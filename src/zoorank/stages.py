@@ -19,7 +19,7 @@ import numpy as np
 
 from zoorank.faults import kill_point
 from zoorank.metrics import registry as metric_registry
-from zoorank.storage.arrays import ArrayStore
+from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
 from zoorank.storage.keys import content_key
 
 PREPROCESSING_VERSION = "rgb-uint8-bilinear-antialias-v1"
@@ -180,8 +180,10 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
     if metric == "lead" and lead_inputs is not None:
         upstream["log_init"], upstream["class_eigenvalues"] = (store.checksum(k) for k in lead_inputs)
     key = content_key("scores", metric=metric, upstream=upstream, params=params)
-    if store.has_record(key):
+    try:
         return _timed("score", key, True, start, **store.get_record(key))
+    except (CacheMiss, CorruptEntry):
+        pass
     inputs = {}
     if upstream.get("source_probs"):
         inputs["source_probs"] = store.get(keys.source_probs)
