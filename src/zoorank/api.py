@@ -69,10 +69,11 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
             get_metric(m)
     _check_locations(settings, track)
     from zoorank.flows.rank import rank_flow
-    from zoorank.flows.runners import make_task_runner
+    from zoorank.flows.runners import flow_settings, make_task_runner
 
-    flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address, memory_limit))
-    result = flow(specs, datasets, SubsetSpec(split=split, per_class=per_class, seed=seed), metrics,
-                  metric_params, lead_params, settings, device, batch_size, data_root, track, new_run)
+    with flow_settings():
+        flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address, memory_limit))
+        result = flow(specs, datasets, SubsetSpec(split=split, per_class=per_class, seed=seed), metrics,
+                      metric_params, lead_params, settings, device, batch_size, data_root, track, new_run)
     table = pd.DataFrame(result["table"])
     return (table, result["run_id"]) if return_run_id else table

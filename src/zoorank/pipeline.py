@@ -44,22 +44,15 @@ def spec_id(spec) -> str:
     return spec if isinstance(spec, str) else spec.id
 
 
-def model_identity(spec) -> dict:
-    """``{"model", "identity", "has_outputs", "feature_dim"}``: identity = id + weights digest.
+def model_identity(spec, store: ArrayStore | None = None) -> dict:
+    """``{"model", "identity", "has_outputs", "feature_dim"}``: id + weights digest + config digest.
 
-    Loads the backbone once (weights digest); the features stage only loads it again on a
-    cache miss.
+    Memoised in ``store`` by weight-file stat (``zoorank.identity``): a cached rerun does not
+    load the backbone at all; on a cache miss the features stage loads it.
     """
-    import dataclasses
+    from zoorank.identity import model_identity as memoised_identity
 
-    backbone = load_backbone(spec)
-    cfg = backbone.config
-    # the weights digest covers the file; the config covers overrides (input size, mean/std, ...)
-    config_digest = content_digest("features", config=dataclasses.asdict(cfg))[:8]
-    return {"model": spec_id(spec),
-            "identity": f"{spec_id(spec)}@{backbone.weights_digest()[:16]}.{config_digest}",
-            "has_outputs": cfg.source_task is not None and bool(cfg.num_source_outputs),
-            "feature_dim": int(cfg.feature_dim)}
+    return memoised_identity(spec, store, load_backbone=load_backbone)
 
 
 @dataclass
@@ -132,7 +125,7 @@ def run_pair_direct(store: ArrayStore, spec, dataset_id: str, subset: stages.Sub
 
     lead_params = lead_params or stages.LeadParams()
     images = load_subset(dataset_id, subset, data_root)
-    model = model_identity(spec)
+    model = model_identity(spec, store)
     dataset = {"dataset": dataset_id, "fingerprint": images.fingerprint()}
     keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
     feat = stages.ensure_features(store, keys, lambda: load_backbone(spec, device), images, device=device)

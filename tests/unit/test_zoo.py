@@ -318,3 +318,32 @@ def test_packaged_weights_mismatch_names_keys(tmp_path):
     with pytest.raises(ValueError, match=r"missing keys \(2\): weight, bias") as exc:
         zoo_weights.load_state_dict_checked(module, sd, tmp_path / "w.pth")
     assert "unexpected keys" in str(exc.value) and "w.pth" in str(exc.value)
+
+
+def test_builtin_input_size_override():
+    """A zoo entry may run a size-flexible built-in at another resolution (``input_size``):
+    the config says so, the extractor feeds that size, features keep their dimension and the
+    model identity (hence every cache key) changes with it."""
+    from zoorank.identity import compute_identity
+
+    spec = zoo.spec_from_mapping({"id": "mobilenet_v2", "input_size": 64})
+    assert zoo.get_config(spec).input_size == (64, 64)
+    model = zoo.load_model(spec)
+    assert model.config.input_size == (64, 64)
+    with torch.no_grad():
+        assert model(torch.rand(2, 3, 64, 64)).shape == (2, 1280)
+    native = zoo.load_model("mobilenet_v2")
+    assert model.weights_digest() == native.weights_digest()
+    assert compute_identity(model, "mobilenet_v2")["identity"] != compute_identity(native, "mobilenet_v2")["identity"]
+
+
+@pytest.mark.parametrize("model_id", ["cnn_mnist", "ppocr_cls_mnv3"])
+def test_builtin_input_size_override_refused_for_fixed_size_networks(model_id):
+    spec = zoo.spec_from_mapping({"id": model_id, "input_size": 40}, origin="zoo.yaml:3")
+    with pytest.raises(ValueError, match=rf"zoo.yaml:3.*input_size.*{model_id} only accepts"):
+        zoo.load_model(spec)
+
+
+def test_builtin_entries_take_no_other_overrides():
+    with pytest.raises(ValueError, match="'mean': does not apply to source 'builtin'"):
+        zoo.spec_from_mapping({"id": "mobilenet_v2", "mean": [0.5, 0.5, 0.5]})

@@ -407,16 +407,18 @@ def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *,
     """Python API of the benchmark flow; writes the report to ``out_dir`` when given (and logs it
     to MLflow when ``track``). Returns the result dict (see :func:`summary_tables`)."""
     from zoorank.api import _check_locations, resolve_specs
-    from zoorank.flows.runners import make_task_runner
+    from zoorank.flows.runners import flow_settings, make_task_runner
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     specs = None if features is not None else resolve_specs(zoo)
     _check_locations(settings, track)
-    fl = benchmark_flow.with_options(task_runner=make_task_runner(runner, workers))
-    result = fl(datasets, ground_truth, specs, features, per_class, split, seed, metrics, metric_params,
-                lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric, low_metrics)
+    with flow_settings():
+        fl = benchmark_flow.with_options(task_runner=make_task_runner(runner, workers))
+        result = fl(datasets, ground_truth, specs, features, per_class, split, seed, metrics, metric_params,
+                    lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric,
+                    low_metrics)
     if out_dir is not None:
         from zoorank.report import write_report
 

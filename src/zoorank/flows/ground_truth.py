@@ -272,16 +272,17 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
                      threads: int | None = None, return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
     from zoorank.api import _check_locations, resolve_specs
-    from zoorank.flows.runners import make_task_runner
+    from zoorank.flows.runners import flow_settings, make_task_runner
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)
     specs = resolve_specs(zoo)
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
     _check_locations(settings, track)
-    fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
-    res = fl(specs, datasets, list(grid) if grid else None, list(seeds), budget, settings, device, data_root,
-             split_seed, track, threads)
+    with flow_settings():
+        fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
+        res = fl(specs, datasets, list(grid) if grid else None, list(seeds), budget, settings, device, data_root,
+                 split_seed, track, threads)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
 

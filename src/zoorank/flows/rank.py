@@ -1,12 +1,12 @@
 """The ``rank`` flow: fan out per (model, dataset) into cached stages, score, rank, track.
 
-    prepare-dataset (per dataset)   resolve-model (per model)
+    prepare-dataset (per dataset)   resolve-model (per model, memoised weights digest)
                  \\                  /
                   extract-features (per pair)
-                   /            \\
-           svm-loginit     ntk-eigenvalues      (independent, run in parallel)
-                   \\            /
-        score (LEAD + every baseline, one task per metric; baselines need only the features)
+              /          |                \\
+     svm-loginit   ntk-eigenvalues   score: the baselines (they need only the features)
+              \\          /
+           score: LEAD                      (two score tasks per pair, not one per metric)
                           |
         ranking table per dataset -> MLflow (parent run + nested run per pair)
 """
@@ -27,7 +27,8 @@ def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: sta
                metrics: list[str], metric_params: dict, lead_params: stages.LeadParams,
                device: str, batch_size: int, data_root: str | None) -> list[pipeline.PairOutcome]:
     ds_futures = {d: tasks.prepare_dataset.submit(d, subset, data_root) for d in datasets}
-    model_futures = [tasks.resolve_model.submit(spec) for spec in specs]
+    model_futures = [tasks.resolve_model.submit(settings, spec) for spec in specs]
+    baselines = [m for m in metrics if m != "lead"]
     pending = []
     for d, ds_f in ds_futures.items():
         for spec, model_f in zip(specs, model_futures):
@@ -37,15 +38,18 @@ def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: sta
             if "lead" in metrics:
                 svm = tasks.svm_loginit.submit(settings, feat, lead_params.svm)
                 ntk = tasks.ntk_eigenvalues.submit(settings, feat, lead_params.ntk)
-            scores = {m: tasks.score.submit(settings, m, feat, metric_params.get(m, {}),
-                                            svm if m == "lead" else None, ntk if m == "lead" else None)
-                      for m in metrics}
+            scores = []
+            if "lead" in metrics:
+                scores.append(tasks.score.submit(settings, ["lead"], feat, metric_params, svm, ntk))
+            if baselines:
+                scores.append(tasks.score.submit(settings, baselines, feat, metric_params))
             pending.append((model_f, ds_f, feat, [f for f in (svm, ntk) if f is not None], scores))
     outcomes = []
     for model_f, ds_f, feat, lead_f, scores in pending:
+        by_metric = {m: r for f in scores for m, r in f.result().items()}
         outcomes.append(pipeline.collect_pair(model_f.result(), ds_f.result(), feat.result(),
                                               [f.result() for f in lead_f],
-                                              {m: f.result() for m, f in scores.items()}))
+                                              {m: by_metric[m] for m in metrics}))
     return outcomes
 
 

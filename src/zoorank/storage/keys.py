@@ -71,6 +71,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "ntk_eigenvalues": 1,
     "scores": 2,  # 2: LEAD svm_feature_norm default -> "l2"
     "ranking": 1,
+    "model_identity": 1,  # memoised weights digest (zoorank.identity)
 }
 
 _STAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -33,11 +33,11 @@ def prepare_dataset(dataset_id: str, subset: stages.SubsetSpec, data_root: str |
 
 
 @task(name="resolve-model", cache_policy=NO_CACHE)
-def resolve_model(spec) -> dict:
-    """Identity of a backbone for cache keys: model id + digest of its weights."""
+def resolve_model(settings: Settings, spec) -> dict:
+    """Identity of a backbone for cache keys: model id + digest of its weights (memoised)."""
     from zoorank.pipeline import model_identity
 
-    return model_identity(spec)
+    return model_identity(spec, _store(settings))
 
 
 @task(name="extract-features", cache_policy=NO_CACHE)
@@ -69,9 +69,17 @@ def ntk_eigenvalues(settings: Settings, features: dict, params: dict) -> dict:
 
 
 @task(name="score", cache_policy=NO_CACHE)
-def score(settings: Settings, metric: str, features: dict, params: dict,
+def score(settings: Settings, metrics: list[str], features: dict, metric_params: dict,
           svm: dict | None = None, ntk: dict | None = None) -> dict:
+    """Score ``metrics`` on one pair's cached inputs: ``{metric: StageResult dict}``.
+
+    The rank flow submits two per pair, LEAD (after its SVM and NTK stages) and the baselines
+    (straight after the features): one task per metric cost about 6 ms of Prefect
+    orchestration each, more than most baselines' own work on a cache hit.
+    """
+    store = _store(settings)
     keys = stages.FeatureKeys(**features["keys"])
     lead_inputs = (svm["key"], ntk["key"]) if svm and ntk else None
-    return _report(features, stages.ensure_score(_store(settings), metric, keys, params=params, lead_inputs=lead_inputs),
-                   metric)
+    return {m: _report(features, stages.ensure_score(store, m, keys, params=metric_params.get(m, {}),
+                                                     lead_inputs=lead_inputs if m == "lead" else None), m)
+            for m in metrics}

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import torch
 
 from .backbone import Backbone
-from .spec import ModelConfig, ModelSpec, resolve_spec_path, spec_from_mapping
+from .spec import ModelConfig, ModelSpec, resolve_spec_path, spec_from_mapping, with_overrides
 
 __all__ = ["BUILTINS", "Builtin", "list_models", "get_config", "load_model",
            "unknown_model_error"]
@@ -34,10 +34,11 @@ class Builtin:
     kwargs: tuple[tuple[str, object], ...] = ()
     packages: tuple[str, ...] = ()  # pip specs carrying code / weights (for messages)
 
-    def build(self) -> Backbone:
+    def build(self, config: ModelConfig | None = None) -> Backbone:
+        """Build with the static config, or ``config`` (the static one with overrides)."""
         module, _, fn = self.builder.partition(":")
         mod = importlib.import_module(f"zoorank.zoo.backbones.{module}")
-        return getattr(mod, fn)(self.config, **dict(self.kwargs))
+        return getattr(mod, fn)(config or self.config, **dict(self.kwargs))
 
 
 def _cfg(model_id, size, mean, std, colour, scale, dim, task, n_out, licence, source):
@@ -134,15 +135,20 @@ def _as_spec(model: str | ModelSpec | dict) -> ModelSpec:
     raise TypeError(f"expected a model id, ModelSpec or mapping, got {type(model).__name__}")
 
 
+def _builtin_config(spec: ModelSpec) -> ModelConfig:
+    if spec.id not in BUILTINS:
+        raise ValueError(f"{spec.origin + ': ' if spec.origin else ''}"
+                         f"{unknown_model_error(spec.id)}")
+    return with_overrides(BUILTINS[spec.id].config, spec)
+
+
 def get_config(model: str | ModelSpec | dict) -> ModelConfig:
-    """The :class:`ModelConfig` of a model. Built-ins: static, no weights loaded. General
-    sources need the architecture (and the checkpoint's head size), so they are built."""
+    """The :class:`ModelConfig` of a model. Built-ins: static (with the entry's
+    ``input_size`` override), no weights loaded. General sources need the architecture (and
+    the checkpoint's head size), so they are built."""
     spec = _as_spec(model)
     if spec.kind == "builtin":
-        if spec.id not in BUILTINS:
-            raise ValueError(f"{spec.origin + ': ' if spec.origin else ''}"
-                             f"{unknown_model_error(spec.id)}")
-        return BUILTINS[spec.id].config
+        return _builtin_config(spec)
     return load_model(spec).config
 
 
@@ -157,10 +163,13 @@ def load_model(model: str | ModelSpec | dict, *, device: str | torch.device = "c
     spec = _as_spec(model)
     kind = spec.kind
     if kind == "builtin":
-        if spec.id not in BUILTINS:
-            raise ValueError(f"{spec.origin + ': ' if spec.origin else ''}"
-                             f"{unknown_model_error(spec.id)}")
-        backbone = BUILTINS[spec.id].build()
+        config = _builtin_config(spec)
+        backbone = BUILTINS[spec.id].build(config)
+        native = BUILTINS[spec.id].config.input_size
+        if backbone.fixed_input_size and tuple(config.input_size) != tuple(native):
+            raise ValueError(f"{spec.origin or 'model ' + repr(spec.id)}: field 'input_size': "
+                             f"{spec.id} only accepts its native input size {tuple(native)} "
+                             f"(its head is a fixed-size linear layer), got {tuple(config.input_size)}")
     else:
         path = None
         if spec.file_field is not None:

@@ -99,7 +99,7 @@ class ModelConfig:
 _OVERRIDES = ("input_size", "mean", "std", "colour", "pixel_scale", "source_task", "licence",
               "num_classes")
 SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
-    "builtin": (),
+    "builtin": ("input_size",),  # e.g. a cheaper resolution for a size-flexible CNN
     "torchvision": ("weights", "weights_path") + _OVERRIDES,
     "timm": ("checkpoint",) + _OVERRIDES,
     "local": ("path", "arch", "format") + _OVERRIDES,
