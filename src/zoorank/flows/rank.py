@@ -46,10 +46,11 @@ def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: sta
             pending.append((model_f, ds_f, feat, [f for f in (svm, ntk) if f is not None], scores))
     outcomes = []
     for model_f, ds_f, feat, lead_f, scores in pending:
+        # upstream first: a failed upstream task raises its own error, not "PENDING" downstream
+        model, dataset, features = model_f.result(), ds_f.result(), feat.result()
+        lead = [f.result() for f in lead_f]
         by_metric = {m: r for f in scores for m, r in f.result().items()}
-        outcomes.append(pipeline.collect_pair(model_f.result(), ds_f.result(), feat.result(),
-                                              [f.result() for f in lead_f],
-                                              {m: by_metric[m] for m in metrics}))
+        outcomes.append(pipeline.collect_pair(model, dataset, features, lead, {m: by_metric[m] for m in metrics}))
     return outcomes
 
 
