@@ -41,6 +41,35 @@ def test_deployment_definition_has_cron_schedule_and_parameters(tmp_path):
     assert dep.entrypoint.endswith("rerank.py:rerank_flow")
 
 
+def test_prefect_yaml_deployment_is_valid_for_its_flow():
+    """deployments/prefect.yaml (what `prefect deploy` reads): its entrypoint imports the rerank
+    flow, its parameters pass the flow's schema, its cron parses, its zoo file exists."""
+    import importlib.util
+    from pathlib import Path
+
+    import yaml
+    from prefect.client.schemas.schedules import CronSchedule
+    from prefect.utilities.callables import parameter_schema
+
+    root = Path(__file__).resolve().parents[2]
+    doc = yaml.safe_load((root / "deployments" / "prefect.yaml").read_text())
+    (dep,) = doc["deployments"]
+    path, _, func = dep["entrypoint"].partition(":")
+    spec = importlib.util.spec_from_file_location("entrypoint_under_test", root / path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    flow_obj = getattr(module, func)
+    assert flow_obj.name == "rerank"
+    schema = parameter_schema(flow_obj.fn).model_dump()
+    assert set(dep["parameters"]) <= set(schema["properties"])
+    assert set(schema["required"]) <= set(dep["parameters"])
+    flow_obj.validate_parameters(dep["parameters"])          # types, as a worker checks them
+    (sched,) = dep["schedules"]
+    assert CronSchedule(cron=sched["cron"], timezone=sched["timezone"]).cron == "0 3 * * *"
+    assert (root / dep["parameters"]["zoo"]).is_file()
+    assert dep["work_pool"]["name"] and doc["prefect-version"] == __import__("prefect").__version__
+
+
 def test_compare_rankings_reports_new_removed_and_moved():
     import pandas as pd
 
