@@ -130,8 +130,8 @@ def run_pair_direct(store: ArrayStore, spec, dataset_id: str, subset: stages.Sub
     keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
     feat = stages.ensure_features(store, keys, lambda: load_backbone(spec, device), images, device=device)
     features = {"keys": asdict(keys), "result": asdict(feat)}
-    svm = asdict(stages.ensure_svm_logits(store, keys, lead_params.svm))
-    ntk = asdict(stages.ensure_ntk_eigenvalues(store, keys, lead_params.ntk))
+    svm = asdict(stages.ensure_svm_logits(store, keys, lead_params.svm, device=device))
+    ntk = asdict(stages.ensure_ntk_eigenvalues(store, keys, lead_params.ntk, device=device))
     scores = {}
     for m in metrics:
         lead_inputs = (svm["key"], ntk["key"]) if m == "lead" else None

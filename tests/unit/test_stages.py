@@ -75,6 +75,31 @@ def test_features_cached_and_lead_stages_chain(tmp_path, images):
     assert stages.ensure_svm_logits(store, keys, {"cross_fit": 3}).key != svm.key
 
 
+def test_lead_stage_keys_do_not_depend_on_the_device(tmp_path, images):
+    """One cache entry serves the CPU and the GPU path (they run the same torch code); the
+    stage records where it computed."""
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
+    stages.ensure_features(store, keys, lambda: MeanPool(), images)
+    first = stages.ensure_svm_logits(store, keys, {"cross_fit": 2}, device="cpu")
+    assert not first.cache_hit and first.info["device"] == "cpu"
+    # the device named in the parameters or as the argument: same key, served from cache
+    assert stages.ensure_svm_logits(store, keys, {"cross_fit": 2, "device": "cpu"}).key == first.key
+    other = "cuda" if torch.cuda.is_available() else "meta-device-never-used"
+    again = stages.ensure_svm_logits(store, keys, {"cross_fit": 2}, device=other)
+    assert again.cache_hit and again.key == first.key
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_lead_stages_on_cuda_agree_with_cpu(tmp_path, images):
+    from zoorank.metrics.lead import class_ntk_eigenvalues, svm_logits
+
+    x = np.random.default_rng(0).normal(size=(200, 64)).astype(np.float32)
+    y = np.repeat(np.arange(10), 20)
+    np.testing.assert_allclose(svm_logits(x, y, device="cuda"), svm_logits(x, y), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(class_ntk_eigenvalues(x, y, device="cuda"), class_ntk_eigenvalues(x, y), rtol=1e-4)
+
+
 def test_nan_backbone_is_refused_and_nothing_is_cached(tmp_path, images):
     store = ArrayStore(tmp_path / "s.zarr")
     keys = stages.feature_keys("nan@0", images.fingerprint(), has_outputs=False)

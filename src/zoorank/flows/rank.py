@@ -36,8 +36,8 @@ def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: sta
                                                  device, batch_size)
             svm = ntk = None
             if "lead" in metrics:
-                svm = tasks.svm_loginit.submit(settings, feat, lead_params.svm)
-                ntk = tasks.ntk_eigenvalues.submit(settings, feat, lead_params.ntk)
+                svm = tasks.svm_loginit.submit(settings, feat, lead_params.svm, device)
+                ntk = tasks.ntk_eigenvalues.submit(settings, feat, lead_params.ntk, device)
             scores = []
             if "lead" in metrics:
                 scores.append(tasks.score.submit(settings, ["lead"], feat, metric_params, svm, ntk))

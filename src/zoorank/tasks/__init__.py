@@ -59,13 +59,15 @@ def _report(features: dict, result: stages.StageResult, label: str | None = None
 
 
 @task(name="svm-loginit", cache_policy=NO_CACHE)
-def svm_loginit(settings: Settings, features: dict, params: dict) -> dict:
-    return _report(features, stages.ensure_svm_logits(_store(settings), stages.FeatureKeys(**features["keys"]), params))
+def svm_loginit(settings: Settings, features: dict, params: dict, device: str = "cpu") -> dict:
+    keys = stages.FeatureKeys(**features["keys"])
+    return _report(features, stages.ensure_svm_logits(_store(settings), keys, params, device=device))
 
 
 @task(name="ntk-eigenvalues", cache_policy=NO_CACHE)
-def ntk_eigenvalues(settings: Settings, features: dict, params: dict) -> dict:
-    return _report(features, stages.ensure_ntk_eigenvalues(_store(settings), stages.FeatureKeys(**features["keys"]), params))
+def ntk_eigenvalues(settings: Settings, features: dict, params: dict, device: str = "cpu") -> dict:
+    keys = stages.FeatureKeys(**features["keys"])
+    return _report(features, stages.ensure_ntk_eigenvalues(_store(settings), keys, params, device=device))
 
 
 @task(name="score", cache_policy=NO_CACHE)
