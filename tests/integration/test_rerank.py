@@ -137,67 +137,40 @@ def test_serve_refuses_without_a_real_prefect_server(tmp_path, monkeypatch, caps
 def test_zoorank_serve_runs_the_deployment_on_a_real_server(tmp_path):
     """``prefect server start`` + ``zoorank serve --run-now``: the served deployment is
     registered with its cron schedule and one run of it completes (about 1-3 minutes)."""
-    import os
-    import signal
-    import socket
-    import subprocess
-    import sys
-    import time
-    import urllib.request
+    from tests.integration.real_server import real_prefect_server
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    api = f"http://127.0.0.1:{port}/api"
-    env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": api,
-           "PREFECT_SERVER_API_PORT": str(port), "ZOORANK_HOME": str(tmp_path / "zr")}
-    env.pop("PREFECT_API_KEY", None)
-    bin_dir = os.path.dirname(sys.executable)
     zoo = tmp_path / "zoo.yaml"
     _write_zoo(zoo, ["cnn_mnist"])
-    procs = []
-    try:
-        procs.append(subprocess.Popen([os.path.join(bin_dir, "prefect"), "server", "start", "--host", "127.0.0.1",
-                                       "--port", str(port)], env=env, stdout=subprocess.DEVNULL,
-                                      stderr=subprocess.DEVNULL, start_new_session=True))
-        deadline = time.time() + 120
-        while True:
-            try:
-                urllib.request.urlopen(f"{api}/health", timeout=2).read()
-                break
-            except OSError:
-                assert time.time() < deadline, "prefect server did not become healthy in 120 s"
-                time.sleep(1)
-        procs.append(subprocess.Popen([os.path.join(bin_dir, "zoorank"), "serve", "--zoo", str(zoo),
-                                       "--dataset", "digits", "--per-class", "3", "--metrics", "knn",
-                                       "--cron", "0 4 * * *", "--name", "nightly", "--run-now"],
-                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                      start_new_session=True))
-
-        def post(path, body):
-            req = urllib.request.Request(f"{api}{path}", data=json.dumps(body).encode(),
-                                         headers={"Content-Type": "application/json"})
-            return json.loads(urllib.request.urlopen(req, timeout=10).read())
-
-        deadline = time.time() + 240
-        state = None
-        while time.time() < deadline and state != "COMPLETED":
-            time.sleep(3)
-            try:
-                deps = post("/deployments/filter", {"deployments": {"name": {"any_": ["nightly"]}}})
-                runs = post("/flow_runs/filter", {"flow_runs": {"deployment_id": {"any_": [d["id"] for d in deps]}}})
-            except OSError:
-                continue
-            states = [r["state_type"] for r in runs if r.get("state_type")]
-            state = "COMPLETED" if "COMPLETED" in states else (states[0] if states else None)
-            assert "FAILED" not in states and "CRASHED" not in states, states
-        assert state == "COMPLETED", f"no completed run of the served deployment (last state {state})"
+    with real_prefect_server(tmp_path) as server:
+        server.spawn("zoorank", "serve", "--zoo", str(zoo), "--dataset", "digits", "--per-class", "3",
+                     "--metrics", "knn", "--cron", "0 4 * * *", "--name", "nightly", "--run-now")
+        deps = server.wait_for_completed_run("nightly")
         assert [s["schedule"]["cron"] for s in deps[0]["schedules"]] == ["0 4 * * *"]
         assert deps[0]["parameters"]["datasets"] == ["digits"]
-    finally:
-        for p in reversed(procs):
-            try:
-                os.killpg(p.pid, signal.SIGTERM)
-                p.wait(timeout=20)
-            except (ProcessLookupError, subprocess.TimeoutExpired):
-                os.killpg(p.pid, signal.SIGKILL)
+
+
+@pytest.mark.slow
+def test_prefect_yaml_deploys_and_a_process_worker_runs_it(tmp_path):
+    """The documented work-pool path (deployments/README.md): ``prefect deploy`` of
+    deployments/prefect.yaml against a real server, then ``prefect worker start`` runs a flow
+    run of it to completion (parameters overridden to a tiny zoo and an isolated home)."""
+    from pathlib import Path
+
+    from tests.integration.real_server import real_prefect_server
+
+    root = Path(__file__).resolve().parents[2]
+    zoo = tmp_path / "zoo.yaml"
+    _write_zoo(zoo, ["cnn_mnist", "cnn_usps"])
+    home = tmp_path / "zr-deployed"
+    with real_prefect_server(tmp_path) as server:
+        server.env["ZOORANK_REPO"] = str(root)
+        server.run("prefect", "work-pool", "create", "zoorank-pool", "--type", "process")
+        server.run("prefect", "--no-prompt", "deploy", "--prefect-file", "deployments/prefect.yaml", "--all",
+                   cwd=root)
+        deps = server.post("/deployments/filter", {"deployments": {"name": {"any_": ["rerank-zoo"]}}})
+        assert [s["schedule"]["cron"] for s in deps[0]["schedules"]] == ["0 3 * * *"]
+        server.run("prefect", "deployment", "run", "rerank/rerank-zoo", "--param", f"zoo={zoo}",
+                   "--param", "per_class=3", "--param", 'metrics=["knn"]', "--param", f"home={home}")
+        server.spawn("prefect", "worker", "start", "--pool", "zoorank-pool", "--run-once")
+        server.wait_for_completed_run("rerank-zoo", timeout=300)
+    assert (home / "mlflow.db").is_file() and any((home / "store.zarr" / "scores").iterdir())
