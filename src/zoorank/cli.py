@@ -232,6 +232,8 @@ def _add_ground_truth_benchmark(sub) -> None:
     g.add_argument("--max-input-side", type=int, help="cap on the input resolution (CPU budget knob)")
     g.add_argument("--eval-every", type=int, default=0)
     g.add_argument("--wd-mode", choices=["coupled", "sfda"], default="coupled")
+    g.add_argument("--bn", choices=["train", "frozen"], default="train",
+                   help="BatchNorm statistics: updated (literature) or frozen (short CPU budgets)")
     g.add_argument("--preset", choices=["cpu-small", "full"], help="a budget preset (overrides the knobs)")
     g.add_argument("--device", default="cpu")
     g.add_argument("--workers", type=int, default=1)
@@ -275,7 +277,8 @@ def cmd_ground_truth(args) -> int:
     else:
         budget = Budget(steps=args.steps, batch_size=args.batch_size, train_per_class=args.train_per_class,
                         val_per_class=args.val_per_class, test_per_class=args.test_per_class,
-                        max_input_side=args.max_input_side, eval_every=args.eval_every, wd_mode=args.wd_mode)
+                        max_input_side=args.max_input_side, eval_every=args.eval_every, wd_mode=args.wd_mode,
+                        bn=args.bn)
     grid = [(lr, wd) for lr in _floats(args.lrs) for wd in _floats(args.wds)]
     df = run_ground_truth(args.zoo, args.dataset, grid=grid, seeds=[int(s) for s in _csv(args.seeds)],
                           budget=budget, settings=_settings(args), device=args.device, data_root=args.data_root,

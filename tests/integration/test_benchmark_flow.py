@@ -36,6 +36,18 @@ def test_evaluate_scores_bad_input_is_reported():
     assert yrow["n_models"] == 3 and yrow["weighted_tau"] == pytest.approx(1.0)
 
 
+def test_not_applicable_metric_is_said_so_not_called_a_failure():
+    """A metric that needs source-task outputs, on a model without a head: "not applicable",
+    with the reason; tau on the models that have a score."""
+    scores = pd.DataFrame({"model": ["a", "b", "c", "d"], "leep": [0.1, np.nan, 0.3, 0.4],
+                           "skipped": ["", "leep: the model has no source-task outputs", "", ""]})
+    truth = pd.DataFrame({"model": ["a", "b", "c", "d"], "accuracy": [0.1, 0.2, 0.3, 0.4]})
+    table, _ = evaluate_scores(scores, truth, ["leep"])
+    row = table.set_index("metric").loc["leep"]
+    assert row["note"] == "not applicable to 1 model(s) (the model has no source-task outputs): b"
+    assert row["n_models"] == 3 and row["weighted_tau"] == pytest.approx(1.0)
+
+
 def test_benchmark_flow_on_synthetic_zoo(prefect_server, settings, monkeypatch, tmp_path):
     from zoorank.flows.benchmark import run_benchmark, summary_tables
     from zoorank.metrics import knn as knn_module

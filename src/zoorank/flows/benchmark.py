@@ -92,8 +92,20 @@ def lead_ablation_score(store: ArrayStore, keys: stages.FeatureKeys, params: dic
 
 
 # ------------------------------------------------------------------ evaluation (pure)
+def _reasons(scores: pd.DataFrame, column: str) -> dict[str, dict[str, str]]:
+    """``{metric: {model: why}}`` from a column of ``"metric: why; metric: why"`` texts."""
+    out: dict[str, dict[str, str]] = {}
+    if column in scores:
+        for model, text in zip(scores["model"], scores[column].fillna("")):
+            for part in filter(None, (p.strip() for p in str(text).split(";"))):
+                m, _, why = part.partition(":")
+                out.setdefault(m.strip(), {})[model] = why.strip()
+    return out
+
+
 def evaluate_scores(scores: pd.DataFrame, truth: pd.DataFrame, metrics: list[str]) -> tuple[pd.DataFrame, list[str]]:
-    """One dataset: ``scores`` (model, one column per metric, optional ``failed`` "m: why; ...") vs
+    """One dataset: ``scores`` (model, one column per metric, optional ``failed`` and ``skipped``
+    "m: why; ...") vs
     ``truth`` (model, accuracy) -> one row per metric with the measures, ``n_models`` and ``note``;
     plus the dataset-level notes (missing ground truth)."""
     notes = []
@@ -102,12 +114,7 @@ def evaluate_scores(scores: pd.DataFrame, truth: pd.DataFrame, metrics: list[str
     if missing:
         notes.append(f"ground truth missing for {len(missing)} model(s): {', '.join(missing)}; "
                      "measures use the other models")
-    failed = {}
-    if "failed" in scores:
-        for model, text in zip(scores["model"], scores["failed"].fillna("")):
-            for part in filter(None, (p.strip() for p in str(text).split(";"))):
-                m, _, why = part.partition(":")
-                failed.setdefault(m.strip(), []).append(f"{model} ({why.strip()})")
+    failed, skipped = _reasons(scores, "failed"), _reasons(scores, "skipped")
     rows = []
     have = scores[scores["model"].isin(truth.index)]
     for m in metrics:
@@ -117,8 +124,15 @@ def evaluate_scores(scores: pd.DataFrame, truth: pd.DataFrame, metrics: list[str
         sub = sub[np.isfinite(sub[m].astype(float))]
         note = []
         if len(bad):
-            reasons = failed.get(m) or [f"{x} (no score)" for x in bad["model"]]
-            note.append(f"failed on {len(bad)} model(s): {'; '.join(reasons)}")
+            not_applicable = skipped.get(m, {})
+            if not_applicable:
+                why = sorted(set(not_applicable.values()))
+                note.append(f"not applicable to {len(not_applicable)} model(s) ({'; '.join(why)}): "
+                            f"{', '.join(not_applicable)}")
+            failures = [f"{x} ({failed.get(m, {}).get(x, 'no score')})" for x in bad["model"]
+                        if x not in not_applicable]
+            if failures:
+                note.append(f"failed on {len(failures)} model(s): {'; '.join(failures)}")
         row["n_models"] = len(sub)
         if len(sub) < evaluation.MIN_MODELS:
             row.update({k: np.nan for k in MEASURES})
@@ -296,6 +310,10 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
         table = pd.DataFrame(res["table"])
         for d in datasets:
             full_scores[d] = table[table["dataset"] == d].reset_index(drop=True)
+        skipped = {(p["dataset"], p["model"]): "; ".join(f"{m}: {why}" for m, why in sorted(p["skipped"].items()))
+                   for p in res["pairs"]}
+        for d in datasets:
+            full_scores[d]["skipped"] = [skipped.get((d, m), "") for m in full_scores[d]["model"]]
         for p in res["pairs"]:
             pair_keys.setdefault(p["dataset"], {})[p["model"]] = p["keys"]
     else:

@@ -68,8 +68,8 @@ STAGE_VERSIONS: dict[str, int] = {
     "labels": 1,
     "source_probs": 1,
     "svm_logits": 2,  # 2: default svm feature_norm "standard" -> "l2"
-    "ntk_eigenvalues": 1,
-    "scores": 2,  # 2: LEAD svm_feature_norm default -> "l2"
+    "ntk_eigenvalues": 2,  # 2: default NTK feature_norm "none" -> "l2"
+    "scores": 3,  # 2: LEAD svm_feature_norm default -> "l2"; 3: ntk_feature_norm default -> "l2"
     "ranking": 1,
     "model_identity": 1,  # memoised weights digest (zoorank.identity)
 }
