@@ -169,6 +169,13 @@ def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | 
     return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), class_ntk_eigenvalues, device)
 
 
+def score_key(spec: "metric_registry.Metric", upstream: dict, params: dict) -> str:
+    """Content key of one metric's score; the metric's own version enters only once bumped
+    (so version 1 keeps the keys written before versions existed)."""
+    versioned = {"metric_version": spec.version} if spec.version != 1 else {}
+    return content_key("scores", metric=spec.name, upstream=upstream, params=params, **versioned)
+
+
 def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: dict | None = None,
                  lead_inputs: tuple[str, str] | None = None) -> StageResult:
     """Score one metric on cached inputs; the record holds ``{"score": x}`` or ``{"error": msg}``.
@@ -188,7 +195,7 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
         upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None
     if metric == "lead" and lead_inputs is not None:
         upstream["log_init"], upstream["class_eigenvalues"] = (store.checksum(k) for k in lead_inputs)
-    key = content_key("scores", metric=metric, upstream=upstream, params=params)
+    key = score_key(spec, upstream, params)
     try:
         return _timed("score", key, True, start, **store.get_record(key))
     except (CacheMiss, CorruptEntry):

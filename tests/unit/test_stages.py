@@ -117,3 +117,18 @@ def test_failing_metric_is_recorded_and_source_metrics_skipped(tmp_path, images)
     failed = stages.ensure_score(store, "knn", keys, params={"k": -3})
     assert "error" in failed.info and not failed.cache_hit
     assert stages.ensure_score(store, "knn", keys, params={"k": -3}).info == failed.info
+
+
+def test_score_keys_follow_each_metrics_own_version():
+    """Bumping one metric's version changes its score keys only; version 1 keeps the keys
+    written before metric versions existed."""
+    import dataclasses
+
+    from zoorank.storage.keys import content_key
+
+    up, params = {"features": "sha256:aa", "labels": "sha256:bb"}, {"k": 3}
+    lead, logme = (stages.metric_registry.get_metric(m) for m in ("lead", "logme"))
+    assert stages.score_key(lead, up, params) == content_key("scores", metric="lead", upstream=up, params=params)
+    bumped = dataclasses.replace(lead, version=2)
+    assert stages.score_key(bumped, up, params) != stages.score_key(lead, up, params)
+    assert stages.score_key(logme, up, params) != stages.score_key(bumped, up, params)

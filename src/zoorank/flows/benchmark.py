@@ -19,7 +19,7 @@ computed on the rest; a metric that fails on a pair is listed with its reason an
 that metric's tau only; with fewer than 3 models tau is undefined and the row says so.
 
 Scores computed here (low data, ablations, and everything for a *synthetic zoo* given as
-``features=``) are store records under ``content_key("scores", metric, upstream=<array checksums and
+``features=``) are store records under ``stages.score_key(metric, upstream=<array checksums and
 row digest>, params)``, one Prefect task per (dataset, model, regime).
 
 Python: :func:`run_benchmark`; CLI: ``zoorank benchmark``; report: :mod:`zoorank.report`.
@@ -177,7 +177,7 @@ def score_rows(store: ArrayStore, metric: str, keys: stages.FeatureKeys, rows, p
     spec = metric_registry.get_metric(metric)
     if "source_probs" in spec.needs:
         upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None
-    key = content_key("scores", metric=metric, upstream=upstream, params=params)
+    key = stages.score_key(spec, upstream, params)
     if store.has_record(key):
         return store.get_record(key)
     cache = cache if cache is not None else {}

@@ -25,6 +25,10 @@ class Metric:
     higher_is_better: bool = True    # always True for registered scores (oriented inside)
     paper: str = ""
     defaults: Mapping[str, object] = field(default_factory=dict)
+    #: code version of this metric's score: bump it when its defaults or code change what it
+    #: returns, and only its cached scores recompute (the shared "scores" stage version would
+    #: invalidate every metric's)
+    version: int = 1
 
     @property
     def fn(self) -> Callable:

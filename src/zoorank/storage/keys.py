@@ -69,7 +69,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "source_probs": 1,
     "svm_logits": 2,  # 2: default svm feature_norm "standard" -> "l2"
     "ntk_eigenvalues": 2,  # 2: default NTK feature_norm "none" -> "l2"
-    "scores": 3,  # 2: LEAD svm_feature_norm default -> "l2"; 3: ntk_feature_norm default -> "l2"
+    "scores": 3,  # 2, 3: LEAD defaults changed (now per metric: zoorank.metrics.registry.Metric.version)
     "ranking": 1,
     "model_identity": 1,  # memoised weights digest (zoorank.identity)
 }
