@@ -2,8 +2,8 @@
 
 Usage::
 
-    .venv/bin/python benchmarks/bench_pipeline.py            # full: per_class 30, grid up to 4 x 4
-    .venv/bin/python benchmarks/bench_pipeline.py --quick    # smoke: per_class 10, grid up to 3 x 2
+    .venv/bin/python benchmarks/bench_pipeline.py            # full: ~15 min on 2 idle cores
+    .venv/bin/python benchmarks/bench_pipeline.py --quick    # smoke sizes
     .venv/bin/python benchmarks/bench_pipeline.py --only overhead
 
 Sections (every timed run starts from an empty Zarr store unless it says "cached"; MLflow
@@ -24,8 +24,9 @@ tracking off so that the flow and the direct path do the same work):
   features. Speed-up = Dask-1 work / Dask-2 work, work = cold - fully cached run (target
   >= 1.6x on 2 cores); the fixed overhead (cluster start-up, task submission) is the cached
   run on Dask minus the same on the thread runner; end-to-end ratios are reported beside.
-* ``growth``: cold cost over models x datasets (1x1 .. 4x4 with the fast digit CNNs on small
-  digit-style datasets), seconds and seconds per pair.
+* ``growth``: cold cost over models x datasets, 1 x 1 up to the default zoo x 5 datasets
+  (12 x 5; the digit CNNs first, then the ImageNet-type backbones at 32 px), 10 images per
+  class, seconds and seconds per pair.
 
 BLAS/torch threads are pinned to ``--blas-threads`` (default 1) in this process and in the
 Dask workers, so that parallelism comes from the runner, not from oversubscribed BLAS.
@@ -184,15 +185,22 @@ def bench_runners(args) -> dict:
 
 
 def bench_growth(args) -> dict:
-    grid = [(1, 1), (2, 1), (2, 2), (3, 2)] if args.quick else [(1, 1), (2, 1), (2, 2), (4, 2), (4, 4)]
+    """Cold cost over models x datasets, 1 x 1 up to the whole default zoo x 5 datasets (12 x 5),
+    10 images per class, size-flexible backbones at 32 px (``results/benchmark/zoo_32px.yaml``)."""
+    from zoorank.zoo import load_zoo
+
+    zoo = load_zoo(ROOT / "results" / "benchmark" / "zoo_32px.yaml")
+    order = [s for s in zoo if s.id.startswith("cnn_")] + [s for s in zoo if not s.id.startswith("cnn_")]
+    datasets = ["digits", "mnist5k", "fashion_mnist", "animal_mnist", "emoji"]
+    grid = [(1, 1), (2, 1), (3, 2)] if args.quick else [(1, 1), (3, 1), (6, 2), (12, 3), (12, 5)]
     rows = []
     for nm, nd in grid:
         s = fresh_settings()
-        t, table = run_flow(MODELS[:nm], DATASETS[:nd], args.per_class, s, workers=2)
+        t, table = run_flow(order[:nm], datasets[:nd], 10, s, workers=2)
         rows.append({"models": nm, "datasets": nd, "pairs": nm * nd, "seconds": round(t, 2),
                      "s_per_pair": round(t / (nm * nd), 2)})
         shutil.rmtree(s.home, ignore_errors=True)
-    return {"grid": rows, "datasets": DATASETS, "models": MODELS}
+    return {"grid": rows, "datasets": datasets, "models": [s.id for s in order], "per_class": 10}
 
 
 def to_markdown(res: dict) -> str:
@@ -217,7 +225,7 @@ def to_markdown(res: dict) -> str:
     g = res.get("growth")
     if g:
         for row in g["grid"]:
-            lines.append(f"| growth {row['models']} models x {row['datasets']} datasets (cold, thread-2) "
+            lines.append(f"| growth {row['models']} models x {row['datasets']} datasets (cold, thread-2, 10/class) "
                          f"| {row['seconds']} s ({row['s_per_pair']} s/pair) | | |")
     return "\n".join(lines)
 
