@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from zoorank.data import cap_per_class, low_data_subsets, stratified_split, subsample_per_class
+from zoorank.data.splits import short_classes
 
 LABEL_SETS = {
     "balanced": np.repeat(np.arange(10), 50),
@@ -73,14 +74,32 @@ def test_subsample_per_class_exact_counts(per_class):
     np.testing.assert_array_equal(idx, subsample_per_class(labels, per_class, random_state=0))
 
 
-def test_subsample_per_class_names_dataset_and_short_class():
+def test_subsample_per_class_exact_names_dataset_and_short_class():
     labels = np.array([0] * 10 + [1] * 2 + [2] * 10)
     with pytest.raises(ValueError, match=r"dataset 'toy'.*'dogs' has 2"):
-        subsample_per_class(labels, 3, dataset_id="toy", classes=["cats", "dogs", "emus"])
+        subsample_per_class(labels, 3, dataset_id="toy", classes=["cats", "dogs", "emus"], exact=True)
     with pytest.raises(ValueError, match="'1' has 2"):
-        subsample_per_class(labels, 3)
+        subsample_per_class(labels, 3, exact=True)
     with pytest.raises(ValueError, match="positive integer"):
         subsample_per_class(labels, 0)
+
+
+def test_subsample_per_class_means_at_most():
+    """A short class is used whole; the others get the same draw as when every class is big
+    enough (so cache keys of rankings that used to work do not move)."""
+    labels = np.array([0] * 10 + [1] * 2 + [2] * 10)
+    idx = subsample_per_class(labels, 3, random_state=0)
+    np.testing.assert_array_equal(np.bincount(labels[idx]), [3, 2, 3])
+    assert set(np.flatnonzero(labels == 1)) <= set(idx)
+    assert short_classes(labels, 3, classes=["cats", "dogs", "emus"]) == {"dogs": 2}
+    assert short_classes(labels, 2) == {}
+    # classes with enough images get exactly the draw they get when no class is short
+    short_last = np.array([0] * 10 + [1] * 10 + [2] * 2)
+    big_last = np.array([0] * 10 + [1] * 10 + [2] * 5)
+    ours = subsample_per_class(short_last, 3, random_state=0)
+    ref = subsample_per_class(big_last, 3, random_state=0, exact=True)
+    np.testing.assert_array_equal(ours[:6], ref[:6])
+    np.testing.assert_array_equal(ours[6:], [20, 21])
 
 
 def test_low_data_subsets_exact_distinct_and_reproducible():

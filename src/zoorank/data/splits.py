@@ -118,37 +118,55 @@ def subsample_per_class(
     *,
     dataset_id: str | None = None,
     classes: Sequence[str] | None = None,
+    exact: bool = False,
 ) -> np.ndarray:
-    """Exactly ``per_class`` samples of every class (without replacement), sorted indices.
+    """At most ``per_class`` samples of every class (without replacement), sorted indices.
 
-    Raises ``ValueError`` naming the dataset and the class when a class has fewer samples.
-    ``classes``: class names for the message when ``labels`` are codes.
+    A class with fewer samples keeps all of them (:func:`short_classes` names such classes);
+    with ``exact=True`` that is a ``ValueError`` naming the dataset and the class instead (the
+    low-data regime, where N/K must hold exactly). Classes with enough samples get the same
+    draw either way. ``classes``: class names for the message when ``labels`` are codes.
     """
     per_class = _check_per_class(per_class)
     values, codes = _encode(labels)
     counts = np.bincount(codes, minlength=values.size)
     short = np.flatnonzero(counts < per_class)
-    if short.size:
+    if exact and short.size:
         where = f"dataset {dataset_id!r}" if dataset_id else "labels"
         detail = ", ".join(f"{_class_name(classes, values[c])!r} has {counts[c]}" for c in short[:10])
         raise ValueError(
             f"{where}: cannot draw per_class={per_class} samples per class: {detail}"
             + (f" (and {short.size - 10} more classes)" if short.size > 10 else "")
         )
-    rng = _rng(random_state)
-    chosen = [rng.choice(np.flatnonzero(codes == c), per_class, replace=False) for c in range(values.size)]
-    return np.sort(np.concatenate(chosen)).astype(np.int64)
+    return _draw(codes, per_class, _rng(random_state), whole_if_at_most=per_class - 1)
+
+
+def short_classes(labels, per_class: int, classes: Sequence[str] | None = None) -> dict[str, int]:
+    """``{class name: count}`` of the classes with fewer than ``per_class`` samples (those
+    :func:`subsample_per_class` uses whole)."""
+    per_class = _check_per_class(per_class)
+    values, codes = _encode(labels)
+    counts = np.bincount(codes, minlength=values.size)
+    return {_class_name(classes, values[c]): int(counts[c]) for c in np.flatnonzero(counts < per_class)}
 
 
 def cap_per_class(labels, max_per_class: int, random_state=0) -> np.ndarray:
     """At most ``max_per_class`` samples of every class (all of a smaller class), sorted indices."""
     max_per_class = _check_per_class(max_per_class, "max_per_class")
     _, codes = _encode(labels)
-    rng = _rng(random_state)
+    return _draw(codes, max_per_class, _rng(random_state), whole_if_at_most=max_per_class)
+
+
+def _draw(codes: np.ndarray, per_class: int, rng: np.random.Generator, *, whole_if_at_most: int) -> np.ndarray:
+    """Per class in code order: all its indices when it has <= ``whole_if_at_most``, else a
+    draw of ``per_class`` without replacement. The two callers differ only in that threshold
+    (a class of exactly ``per_class``: drawn, i.e. shuffled, by ``subsample_per_class``, kept
+    by ``cap_per_class``), which decides how the generator advances, so both keep the draws,
+    and therefore the cache keys, they always had."""
     chosen = []
     for c in range(int(codes.max()) + 1):
         idx = np.flatnonzero(codes == c)
-        chosen.append(idx if idx.size <= max_per_class else rng.choice(idx, max_per_class, replace=False))
+        chosen.append(idx if idx.size <= whole_if_at_most else rng.choice(idx, per_class, replace=False))
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
@@ -161,7 +179,8 @@ def low_data_subsets(
     dataset_id: str | None = None,
     classes: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
-    """``repeats`` independent draws of :func:`subsample_per_class` (e.g. N/K = 2, 5 repeats).
+    """``repeats`` independent draws of exactly ``per_class`` per class (e.g. N/K = 2, 5 repeats;
+    a class with fewer samples is a ``ValueError``).
 
     Repeat ``r`` uses a child seed of ``random_state`` (``SeedSequence.spawn``), so adding
     repeats never changes the earlier ones.
@@ -173,6 +192,6 @@ def low_data_subsets(
     else:
         children = [np.random.default_rng(s) for s in np.random.SeedSequence(random_state).spawn(int(repeats))]
     return [
-        subsample_per_class(labels, per_class, child, dataset_id=dataset_id, classes=classes)
+        subsample_per_class(labels, per_class, child, dataset_id=dataset_id, classes=classes, exact=True)
         for child in children
     ]
