@@ -7,8 +7,10 @@ verified one exists, and otherwise computes it and publishes it atomically. They
 not arrays, so Prefect tasks (``zoorank.tasks``) are thin wrappers around them, and the
 same functions run without Prefect (benchmarks compare the two).
 
-Data flow: dataset + model -> features (+ source_probs) -> svm_logits, ntk_eigenvalues ->
-one score per metric.
+Data flow: dataset + model -> features (+ source_probs, + sample_ids) -> svm_logits,
+ntk_eigenvalues -> one score per metric. ``sample_ids`` are the images' positions in the
+dataset's canonical order: metrics that pick folds, subsets or an order pick them by these
+identities, never by feature values (docs/science.md, "Sample identity").
 """
 from __future__ import annotations
 
@@ -50,11 +52,13 @@ class StageResult:
 
 @dataclass(frozen=True)
 class FeatureKeys:
-    """Keys of one (model, dataset subset) extraction: features, labels, source probabilities."""
+    """Keys of one (model, dataset subset) extraction: features, labels, source probabilities,
+    and the images' identities (``None`` for arrays given without a dataset)."""
 
     features: str
     labels: str
     source_probs: str | None
+    sample_ids: str | None = None
 
 
 @dataclass(frozen=True)
@@ -98,7 +102,27 @@ def feature_keys(model_identity: str, dataset_fingerprint: str, has_outputs: boo
         features=content_key("features", **parts),
         labels=content_key("labels", dataset=dataset_fingerprint),
         source_probs=content_key("source_probs", **parts) if has_outputs else None,
+        sample_ids=content_key("sample_ids", dataset=dataset_fingerprint),
     )
+
+
+def _put_sample_ids(store: ArrayStore, keys: FeatureKeys, images) -> None:
+    """Publish the images' canonical dataset positions (cheap: no backbone, no pixels)."""
+    if keys.sample_ids is not None and not store.exists(keys.sample_ids):
+        store.put(keys.sample_ids, np.asarray(images.rows, dtype=np.int64))
+
+
+def upstream_checksums(store: ArrayStore, keys: FeatureKeys, names) -> dict:
+    """Checksums of the named inputs (``features``, ``labels``, ``source_probs``,
+    ``sample_ids``) that exist for this pair: the upstream part of a downstream key."""
+    return {n: store.checksum(getattr(keys, n)) for n in names if getattr(keys, n) is not None}
+
+
+def metric_inputs(spec: "metric_registry.Metric") -> tuple[str, ...]:
+    """The stored arrays a metric reads: features, labels and whichever of ``source_probs``
+    (required) and ``sample_ids`` (optional) it declares."""
+    extra = [n for n in ("source_probs", "sample_ids") if n in spec.needs or n in spec.optional]
+    return ("features", "labels", *extra)
 
 
 def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images, *,
@@ -114,6 +138,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     start = time.perf_counter()
     wanted = [keys.labels, keys.features] + ([keys.source_probs] if keys.source_probs else [])
     if all(store.exists(k) for k in wanted):
+        _put_sample_ids(store, keys, images)
         return _timed("features", keys.features, True, start)
     backbone = load_backbone()
     result = extract_features(backbone, images, batch_size=batch_size, device=device,
@@ -125,6 +150,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
         raise ValueError(f"backbone produced NaN/inf features for {bad} of {len(feats)} images "
                          f"(dataset {images.dataset_id!r}); nothing was cached")
     store.put(keys.labels, np.asarray(images.labels, dtype=np.int64))
+    _put_sample_ids(store, keys, images)
     if keys.source_probs is not None:
         if result.source_probs is None:
             raise ValueError("backbone declared source-task outputs but returned none")
@@ -142,11 +168,13 @@ def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, 
     start = time.perf_counter()
     params = dict(params)
     device = params.pop("device", None) or device or "cpu"
-    key = content_key(stage, features=store.checksum(keys.features), labels=store.checksum(keys.labels),
+    key = content_key(stage, **upstream_checksums(store, keys, ("features", "labels", "sample_ids")),
                       params=params)
     if store.exists(key):
         return _timed(stage, key, True, start)
-    value = compute(store.get(keys.features), store.get(keys.labels), **params, device=device)
+    ids = store.get(keys.sample_ids) if keys.sample_ids is not None else None
+    value = compute(store.get(keys.features), store.get(keys.labels), **params, device=device,
+                    sample_ids=ids)
     kill_point(stage)
     store.put(key, np.asarray(value, dtype=np.float64))
     return _timed(stage, key, False, start, device=str(device))
@@ -190,9 +218,7 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
     params = dict(params or {})
     if "source_probs" in spec.needs and keys.source_probs is None:
         return _timed("score", metric, True, start, skipped="the model has no source-task outputs")
-    upstream = {"features": store.checksum(keys.features), "labels": store.checksum(keys.labels)}
-    if "source_probs" in spec.needs:
-        upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None
+    upstream = upstream_checksums(store, keys, metric_inputs(spec))
     if metric == "lead" and lead_inputs is not None:
         upstream["log_init"], upstream["class_eigenvalues"] = (store.checksum(k) for k in lead_inputs)
     key = score_key(spec, upstream, params)
@@ -200,9 +226,7 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
         return _timed("score", key, True, start, **store.get_record(key))
     except (CacheMiss, CorruptEntry):
         pass
-    inputs = {}
-    if upstream.get("source_probs"):
-        inputs["source_probs"] = store.get(keys.source_probs)
+    inputs = {n: store.get(getattr(keys, n)) for n in ("source_probs", "sample_ids") if n in upstream}
     if "log_init" in upstream:
         inputs["log_init"] = store.get(lead_inputs[0])
         inputs["class_eigenvalues"] = store.get(lead_inputs[1])

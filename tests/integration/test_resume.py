@@ -72,5 +72,7 @@ def test_kill_minus_nine_then_resume(prefect_server, tmp_path):
                  settings=Settings.from_env(env={}, home=tmp_path / "fresh"))
     assert (fresh["cached_stages"] == 0).all()
     assert resumed["model"].tolist() == fresh["model"].tolist()
-    # float32 SVM/NTK stages computed in another process (other BLAS threading) agree to ~1e-6
-    np.testing.assert_allclose(resumed[METRICS].to_numpy(), fresh[METRICS].to_numpy(), rtol=1e-5)
+    # features and float32 SVM/NTK stages computed in another process (other BLAS threading)
+    # differ in their last bits only; every score is continuous in them (sample identity picks
+    # folds and subsets, tests/unit/test_continuity.py): measured <= 2e-7 relative
+    np.testing.assert_allclose(resumed[METRICS].to_numpy(), fresh[METRICS].to_numpy(), rtol=1e-6)

@@ -56,8 +56,10 @@ def test_kill_inside_each_stage_then_resume(point, uninterrupted, prefect_server
     if point == "mlflow":
         assert finished == total           # every stage had finished before the kill
     assert resumed["model"].tolist() == uninterrupted["model"].tolist()
-    # float32 SVM/NTK stages computed in another process (other BLAS threading) agree to ~1e-6
-    np.testing.assert_allclose(resumed[METRICS].to_numpy(), uninterrupted[METRICS].to_numpy(), rtol=1e-5)
+    # features and float32 SVM/NTK stages computed in another process (other BLAS threading)
+    # differ in their last bits only; every score is continuous in them (sample identity picks
+    # folds and subsets, tests/unit/test_continuity.py): measured <= 2e-7 relative
+    np.testing.assert_allclose(resumed[METRICS].to_numpy(), uninterrupted[METRICS].to_numpy(), rtol=1e-6)
 
     mlflow.set_tracking_uri(settings.tracking_uri)
     parents = mlflow.search_runs(experiment_names=[settings.experiment],

@@ -39,16 +39,18 @@ def make_data(n=120, d=8, k=4, c=7, sep=3.0, seed=0):
 
 
 # name -> callable(x, y, p)
+# ids: the samples' identities (canonical dataset positions); metrics that choose a subset or
+# an order take them, so that permuting (identity, features, label) together changes nothing
 METRICS = {
-    "logme": lambda x, y, p: logme_score(x, y),
-    "leep": lambda x, y, p: leep_score(x, y, source_probs=p),
-    "nce": lambda x, y, p: nce_score(x, y, source_probs=p),
-    "nleep": lambda x, y, p: nleep_score(x, y),
-    "hscore": lambda x, y, p: hscore(x, y),
-    "reg_hscore": lambda x, y, p: regularized_hscore(x, y),
-    "transrate": lambda x, y, p: transrate_score(x, y),
-    "knn": lambda x, y, p: knn_score(x, y, k=5),
-    "lfc": lambda x, y, p: lfc_score(x, y),
+    "logme": lambda x, y, p, ids=None: logme_score(x, y),
+    "leep": lambda x, y, p, ids=None: leep_score(x, y, source_probs=p),
+    "nce": lambda x, y, p, ids=None: nce_score(x, y, source_probs=p),
+    "nleep": lambda x, y, p, ids=None: nleep_score(x, y, sample_ids=ids),
+    "hscore": lambda x, y, p, ids=None: hscore(x, y),
+    "reg_hscore": lambda x, y, p, ids=None: regularized_hscore(x, y),
+    "transrate": lambda x, y, p, ids=None: transrate_score(x, y),
+    "knn": lambda x, y, p, ids=None: knn_score(x, y, k=5, sample_ids=ids),
+    "lfc": lambda x, y, p, ids=None: lfc_score(x, y, sample_ids=ids),
 }
 
 
@@ -218,9 +220,9 @@ def test_knn_query_subset():
     q = np.sort(stratified_subsample(x, y, 30, random_state=1, min_per_class=1,
                                      canonical_order=False))
     assert len(q) == 30 and np.all(np.bincount(y[q]) == 10)
-    # the query subset does not depend on the sample order
+    # the query subset follows the samples' identities, not their positions
     perm = np.random.default_rng(0).permutation(90)
-    assert knn_score(x[perm], y[perm], k=5, max_queries=30, random_state=1) == pytest.approx(
+    assert knn_score(x[perm], y[perm], k=5, max_queries=30, random_state=1, sample_ids=perm) == pytest.approx(
         knn_score(x, y, k=5, max_queries=30, random_state=1))
     assert knn_score(x, y, k=5, max_queries=30, random_state=1) == pytest.approx(
         _brute_knn(x, y, 5, True, queries=q))
@@ -279,7 +281,7 @@ def test_invariant_to_sample_order(name):
     x, y, p = make_data(n=120, d=8, k=4, sep=1.5, seed=5)
     perm = np.random.default_rng(1).permutation(len(y))
     a = METRICS[name](x, y, p)
-    b = METRICS[name](x[perm], y[perm], p[perm])
+    b = METRICS[name](x[perm], y[perm], p[perm], perm)      # row i is original sample perm[i]
     assert b == pytest.approx(a, rel=1e-6, abs=1e-9)
 
 
@@ -317,8 +319,18 @@ def test_two_samples_per_class(name, d):
 @pytest.mark.parametrize("name", sorted(METRICS))
 def test_rejects_nan_features(name):
     x, y, p = make_data(n=30, k=3)
+    clean = METRICS[name](x, y, p)
     x[4, 2] = np.nan
+    if name in ("leep", "nce"):
+        # they never read the feature values (only their shape): same score, no error
+        assert METRICS[name](x, y, p) == clean
+        with pytest.raises(ValueError, match="features has 29 rows"):
+            METRICS[name](x[:-1], y, p)
+        return
     with pytest.raises(ValueError, match="features"):
+        METRICS[name](x, y, p)
+    x[4, 2] = np.inf
+    with pytest.raises(ValueError, match="features contains NaN or inf in 1 row"):
         METRICS[name](x, y, p)
 
 

@@ -18,7 +18,7 @@ from scipy import stats
 from scipy.special import logsumexp
 
 from zoorank.metrics import registry
-from zoorank.metrics._common import (class_mean_var, pca_reduce, row_keys,
+from zoorank.metrics._common import (class_mean_var, pca_reduce, sample_keys,
                                      stratified_subsample, within_class_scatter)
 from zoorank.metrics.etran import etran_combine, etran_components, etran_score
 from zoorank.metrics.gbc import bhattacharyya_distance, gbc_score
@@ -52,13 +52,20 @@ METRICS = {
 
 
 # ============================================================================ helpers
-def test_row_keys_depend_on_row_content_only():
-    x, _ = make_blobs(n=50, d=7)
+def test_sample_keys_depend_on_identity_only():
+    ids = np.arange(1000, 1050)
     perm = np.random.default_rng(1).permutation(50)
-    k1, k2 = row_keys(x, 3), row_keys(x[perm], 3)
-    assert np.array_equal(k1[perm], k2)
+    k1, k2 = sample_keys(50, ids, 3), sample_keys(50, ids[perm], 3)
+    assert np.array_equal(k1[perm], k2)                 # a key travels with its sample
     assert len(np.unique(k1)) == 50
-    assert not np.array_equal(row_keys(x, 3), row_keys(x, 4))
+    assert not np.array_equal(sample_keys(50, ids, 3), sample_keys(50, ids, 4))
+    assert np.array_equal(sample_keys(50, None, 3), sample_keys(50, np.arange(50), 3))
+    with pytest.raises(ValueError, match="distinct"):
+        sample_keys(3, np.array([1, 1, 2]))
+    with pytest.raises(ValueError, match="shape"):
+        sample_keys(3, np.arange(4))
+    with pytest.raises(ValueError, match="integers"):
+        sample_keys(2, np.array([0.5, 1.0]))
 
 
 def test_stratified_subsample_counts_and_order_independence():
@@ -68,7 +75,7 @@ def test_stratified_subsample_counts_and_order_independence():
     counts = np.bincount(y)
     assert np.array_equal(np.bincount(y[idx], minlength=4), np.floor(counts * 100 / 400).astype(int))
     perm = np.random.default_rng(2).permutation(400)
-    idx2 = stratified_subsample(x[perm], y[perm], 100, random_state=0)
+    idx2 = stratified_subsample(x[perm], y[perm], 100, random_state=0, sample_ids=perm)
     # same rows, same (canonical) order
     assert np.array_equal(x[idx], x[perm][idx2]) and np.array_equal(y[idx], y[perm][idx2])
     # tiny classes keep min(n_k, 2) rows
@@ -152,7 +159,7 @@ def test_parc_exactly_invariant_with_subsampling():
     x, y = make_blobs(n=300, d=40, k=5, sep=0.7, seed=4)
     base = parc_score(x, y, max_samples=120, random_state=7)
     perm = np.random.default_rng(0).permutation(300)
-    assert parc_score(x[perm], y[perm], max_samples=120, random_state=7) == base
+    assert parc_score(x[perm], y[perm], max_samples=120, random_state=7, sample_ids=perm) == base
     relabel = np.array(["e", "d", "c", "b", "a"])[y]
     assert parc_score(x, relabel, max_samples=120, random_state=7) == base
     assert parc_score(x, y, max_samples=120, random_state=8) != base   # the seed matters
@@ -334,7 +341,8 @@ def test_ped_move_matches_literal_dynamics():
 
 def test_ped_without_overlap_is_sfda():
     x, y = make_blobs(n=80, d=4, k=4, sep=200.0)
-    assert np.array_equal(ped_move(x, y), (x - x.mean(0)) / x.std(0) * x.std(0) + x.mean(0))
+    # nothing overlaps, nothing moves: the features come back exactly (x + 0 * scale)
+    assert np.array_equal(ped_move(x, y), x)
     assert ped_score(x, y) == pytest.approx(sfda_score(x, y), rel=1e-9)
 
 

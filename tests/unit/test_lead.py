@@ -275,24 +275,24 @@ def test_separated_features_score_higher_than_shuffled_labels():
 
 
 def test_invariance_to_sample_order_and_relabelling():
-    """Folds, the fit subset and the S-sample draw are functions of each row's content
-    (a seeded hash of its bits), not of its position, so permuting the rows changes the
-    result only through floating-point summation order (the LS-SVM is solved exactly);
-    relabelling permutes the columns/eigenvalues consistently."""
+    """Folds, the fit subset and the S-sample draw are functions of each sample's identity
+    (a seeded hash of ``sample_ids``), so permuting the rows together with their identities
+    changes the result only through floating-point summation order (the LS-SVM is solved
+    exactly); relabelling permutes the columns/eigenvalues consistently."""
     x, y = blobs(n_per_class=25, d=10, k=4, sep=0.8, seed=9)
     kw = dict(samples_per_class=10, head_widths=(24, 16), max_fit_samples=70, **F64)
     base = lead_score(x, y, **kw)
     perm = np.random.default_rng(3).permutation(y.shape[0])
-    assert lead_score(x[perm], y[perm], **kw) == pytest.approx(base, rel=1e-9)
+    assert lead_score(x[perm], y[perm], sample_ids=perm, **kw) == pytest.approx(base, rel=1e-9)
     relabel = np.array([2, 0, 3, 1])
     assert lead_score(x, relabel[y], **kw) == pytest.approx(base, rel=1e-9)
     names = np.array(["cat", "dog", "emu", "ant"])          # string labels, another order
-    assert lead_score(x[perm], names[y[perm]], **kw) == pytest.approx(base, rel=1e-9)
+    assert lead_score(x[perm], names[y[perm]], sample_ids=perm, **kw) == pytest.approx(base, rel=1e-9)
     ev = class_ntk_eigenvalues(x, y, samples_per_class=10, head_widths=(24, 16), **F64)
     ev_rel = class_ntk_eigenvalues(x, relabel[y], samples_per_class=10, head_widths=(24, 16), **F64)
     np.testing.assert_allclose(ev_rel[relabel], ev, rtol=1e-12)
     p = svm_logits(x, y, **F64)
-    p_rel = svm_logits(x[perm], relabel[y[perm]], **F64)
+    p_rel = svm_logits(x[perm], relabel[y[perm]], sample_ids=perm, **F64)
     np.testing.assert_allclose(p_rel[:, relabel], p[perm], rtol=1e-8, atol=1e-12)
 
 
@@ -302,7 +302,8 @@ def test_liblinear_option_is_nearly_order_invariant():
     x, y = blobs(n_per_class=20, d=6, k=3, sep=1.0, seed=10)
     perm = np.random.default_rng(0).permutation(y.shape[0])
     kw = dict(svm="linear_ovr", samples_per_class=8, head_widths=(16, 16), **F64)
-    assert lead_score(x[perm], y[perm], **kw) == pytest.approx(lead_score(x, y, **kw), rel=1e-2)
+    assert lead_score(x[perm], y[perm], sample_ids=perm, **kw) == pytest.approx(lead_score(x, y, **kw),
+                                                                               rel=1e-2)
 
 
 def test_determinism_of_the_score():

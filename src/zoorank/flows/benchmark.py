@@ -172,22 +172,20 @@ def score_rows(store: ArrayStore, metric: str, keys: stages.FeatureKeys, rows, p
     """Score ``metric`` on ``rows`` of a cached (features, labels[, source_probs]) entry; a store
     record ``{"score": x}`` or ``{"error": reason}`` under a content key (so reruns are free)."""
     params = dict(params or {})
-    upstream = {"features": store.checksum(keys.features), "labels": store.checksum(keys.labels),
-                "rows": _rows_digest(rows)}
     spec = metric_registry.get_metric(metric)
-    if "source_probs" in spec.needs:
-        upstream["source_probs"] = store.checksum(keys.source_probs) if keys.source_probs else None
+    upstream = {**stages.upstream_checksums(store, keys, stages.metric_inputs(spec)), "rows": _rows_digest(rows)}
+    if "source_probs" in spec.needs and "source_probs" not in upstream:
+        upstream["source_probs"] = None
     key = stages.score_key(spec, upstream, params)
     if store.has_record(key):
         return store.get_record(key)
     cache = cache if cache is not None else {}
-    for name, k in (("features", keys.features), ("labels", keys.labels), ("source_probs", keys.source_probs)):
+    for name in ("features", "labels", "source_probs", "sample_ids"):
         if name not in cache:
+            k = getattr(keys, name)
             cache[name] = store.get(k) if k else None
     rows = np.asarray(rows)
-    inputs = {}
-    if cache["source_probs"] is not None:
-        inputs["source_probs"] = cache["source_probs"][rows]
+    inputs = {n: cache[n][rows] for n in ("source_probs", "sample_ids") if n in upstream and cache[n] is not None}
     try:
         value = {"score": float(metric_registry.score(metric, cache["features"][rows], cache["labels"][rows],
                                                      **inputs, **params))}

@@ -6,13 +6,16 @@ features, integer codes ``0..K-1``).
 
 Pieces:
 
-- :func:`row_keys` / :func:`stratified_subsample`: seeded, *order-independent* stratified
-  subsampling. Each row gets a 64-bit key computed from the exact bits of its features
-  (a seeded modular linear hash followed by the splitmix64 finaliser), and each class keeps
-  the rows with the smallest keys. The subset therefore depends only on the multiset of
-  (feature row, label) pairs and on the seed, never on the order of the rows, and is
-  returned in a canonical order (sorted by key), so downstream computations are bit-for-bit
-  invariant to permutations of the input.
+- :func:`sample_keys` / :func:`stratified_subsample`: seeded stratified subsampling by
+  *sample identity*. Each sample gets a 64-bit key from its identity (``sample_ids``: its
+  position in the dataset's canonical order, which the pipeline passes; the row position when
+  absent) through the splitmix64 finaliser, and each class keeps the rows with the smallest
+  keys. Which rows are kept never depends on the float bits of the features, so every metric
+  stays a continuous function of its inputs (a last-bit change of the features, e.g. from
+  another BLAS thread count, cannot re-deal folds or subsets). Permuting the rows together
+  with their ``sample_ids`` permutes the keys, so the subset is the same and is returned in a
+  canonical order (sorted by key), hence downstream results are invariant to row order
+  (``docs/science.md``, "Sample identity").
 - :func:`pca_reduce`: PCA scores with an exact solver (eigendecomposition of the
   covariance or Gram matrix, whichever is smaller) or scikit-learn's randomized solver.
 - :func:`class_counts`, :func:`class_means`, :func:`class_mean_var`,
@@ -40,38 +43,42 @@ def _splitmix64(z: np.ndarray) -> np.ndarray:
     return z
 
 
-def row_keys(features: np.ndarray, random_state: int = 0) -> np.ndarray:
-    """Seeded 64-bit key of every row, a function of that row's exact float64 bits only.
+def sample_keys(n_samples: int, sample_ids=None, random_state: int = 0) -> np.ndarray:
+    """Seeded 64-bit key of every sample, a function of its identity only.
 
-    ``key_i = splitmix64(sum_j bits(x_ij) * c_j mod 2**64)`` with seeded odd multipliers
-    ``c_j``. Integer arithmetic is exact, so the key of a row does not depend on where the
-    row sits in the matrix (unlike a floating-point projection).
+    ``key_i = splitmix64(splitmix64(id_i + salt))`` with ``salt`` drawn from ``random_state``;
+    ``sample_ids`` (N,) non-negative integers, distinct (the dataset's canonical positions),
+    default ``arange(N)``. The keys never depend on the features' values.
     """
-    x = np.ascontiguousarray(features, dtype=np.float64)
-    bits = x.view(np.uint64)
-    rng = np.random.default_rng(random_state)
-    mult = rng.integers(0, 2**63, size=x.shape[1], dtype=np.uint64) * np.uint64(2) + np.uint64(1)
-    salt = rng.integers(0, 2**63, dtype=np.uint64)
-    out = np.empty(x.shape[0], dtype=np.uint64)
-    step = max(1, (1 << 24) // max(1, x.shape[1]))  # ~128 MiB of uint64 temporaries
+    if sample_ids is None:
+        ids = np.arange(n_samples, dtype=np.uint64)
+    else:
+        raw = np.asarray(sample_ids)
+        if raw.shape != (n_samples,):
+            raise ValueError(f"sample_ids must have shape ({n_samples},) (one per row), got {raw.shape}")
+        if raw.dtype.kind not in "iu":
+            raise ValueError(f"sample_ids must be integers (canonical sample positions), got dtype {raw.dtype}")
+        if raw.size and raw.min() < 0:
+            raise ValueError("sample_ids must be non-negative")
+        ids = raw.astype(np.uint64)
+        if np.unique(ids).shape[0] != n_samples:
+            raise ValueError("sample_ids must be distinct (one identity per sample)")
+    salt = np.random.default_rng(random_state).integers(0, 2**63, dtype=np.uint64)
     with np.errstate(over="ignore"):
-        for s in range(0, x.shape[0], step):
-            out[s:s + step] = (bits[s:s + step] * mult).sum(axis=1, dtype=np.uint64)
-        out ^= salt
-    return _splitmix64(out)
+        return _splitmix64(_splitmix64(ids + salt))
 
 
 def stratified_subsample(features: np.ndarray, codes: np.ndarray, max_samples: int | None, *,
                          random_state: int = 0, min_per_class: int = 2,
-                         canonical_order: bool = True) -> np.ndarray:
+                         canonical_order: bool = True, sample_ids=None) -> np.ndarray:
     """Indices of a seeded, stratified, order-independent subset of the rows.
 
     If ``max_samples`` is None or ``N <= max_samples`` every row is kept. Otherwise class
     ``k`` keeps ``max(min(n_k, min_per_class), floor(n_k * max_samples / N))`` rows (the
     proportional allocation of the reference PARC/PED code, ``int(p * n_k)``, with a floor so
     that no class disappears; the total can exceed ``max_samples`` by at most
-    ``min_per_class * K``). Within a class the rows with the smallest :func:`row_keys` are
-    kept. With ``canonical_order`` the indices are sorted by key (then by label code), so the
+    ``min_per_class * K``). Within a class the rows with the smallest :func:`sample_keys`
+    (of ``sample_ids``) are kept. With ``canonical_order`` the indices are sorted by key (then by label code), so the
     returned subset is in the same order whatever the order of the input rows.
     """
     n = features.shape[0]
@@ -80,7 +87,7 @@ def stratified_subsample(features: np.ndarray, codes: np.ndarray, max_samples: i
     subsample = max_samples is not None and n > max_samples
     if not subsample and not canonical_order:
         return np.arange(n)
-    keys = row_keys(features, random_state)
+    keys = sample_keys(n, sample_ids, random_state)
     if subsample:
         k = int(codes.max()) + 1
         counts = np.bincount(codes, minlength=k)

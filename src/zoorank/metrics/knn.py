@@ -78,7 +78,7 @@ def vote(neighbour_labels: np.ndarray, n_classes: int) -> np.ndarray:
 
 
 def knn_score(features, labels, *, k: int = 10, normalize: bool = True,
-              max_queries: int | None = 10_000, random_state: int = 0) -> float:
+              max_queries: int | None = 10_000, random_state: int = 0, sample_ids=None) -> float:
     """Leave-one-out kNN accuracy (Sorkhei et al. 2025, kNN as a transferability
     estimate): ``mean_i [ majority(y_j : j in kNN_{-i}(x_i)) == y_i ]``.
 
@@ -91,6 +91,8 @@ def knn_score(features, labels, *, k: int = 10, normalize: bool = True,
         order-independent subset; at least one per class); ``None`` = all N (exact LOO;
         cost O(N^2 D)).
     random_state : seed of the query subset (irrelevant when N <= max_queries).
+    sample_ids : (N,) sample identities that choose the query subset (canonical dataset
+        positions; default: row positions).
 
     Higher is better. No public reference implementation; checked against a brute-force
     loop.
@@ -103,7 +105,8 @@ def knn_score(features, labels, *, k: int = 10, normalize: bool = True,
     n = chk.n_samples
     k = int(min(k, n - 1))
     queries = np.sort(stratified_subsample(chk.features, chk.labels, max_queries, random_state=random_state,
-                                           min_per_class=1, canonical_order=False))
+                                           min_per_class=1, canonical_order=False,
+                                           sample_ids=sample_ids))
     nbrs = knn_neighbours(chk.features, queries, k, normalize=normalize)
     pred = vote(chk.labels[nbrs], chk.n_classes)
     return float(np.mean(pred == chk.labels[queries]))

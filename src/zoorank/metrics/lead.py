@@ -44,8 +44,10 @@ SVM (:func:`svm_logits`)
   is scored by a model that did not see it. In-sample logits of a linear classifier on
   D >= N (2048-d features, few-shot) are trivially separable and measure memorisation,
   not transfer; out-of-fold values measure how well the features generalise. Folds are
-  stratified: inside each class samples are ranked by a seeded hash of their feature row
-  (:func:`zoorank.metrics._common.row_keys`, order-independent) and dealt round-robin to
+  stratified: inside each class samples are ranked by a seeded hash of their identity
+  (:func:`zoorank.metrics._common.sample_keys` of ``sample_ids``, the canonical dataset
+  positions the pipeline passes; never the feature values, so the folds cannot change with the
+  last bits of the features) and dealt round-robin to
   the folds from a per-class offset. *Fallback for small classes*: a class with fewer
   samples than folds puts one sample in each of ``n_k`` distinct folds, so each of its
   samples is predicted from a model trained on its other ``n_k - 1`` samples; a class
@@ -87,7 +89,7 @@ NTK (:func:`class_ntk_eigenvalues`)
   ``N(0, 2/fan_in)`` for the layers followed by a ReLU, ``N(0, 1/fan_in)`` for the output
   layer (Kaiming with the linear gain), zero biases; seeded by ``random_state``.
 - ``samples_per_class=64`` (paper's S). The S samples of a class are the ones with the
-  smallest seeded row hash (order-independent); a class with fewer samples uses all.
+  smallest seeded hash of their identity (``sample_ids``); a class with fewer samples uses all.
 - ``method="trace"`` (default): the mean eigenvalue of the S x S kernel is its trace / S =
   the mean over the S samples of ``||grad_theta sum_j h_j(z)||^2``, computed exactly in
   closed form (for a linear layer with input ``a`` and backprop signal ``g`` the weight
@@ -136,7 +138,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from zoorank.metrics._common import _splitmix64, row_keys
+from zoorank.metrics._common import _splitmix64, sample_keys
 from zoorank.metrics.validation import (
     Checked,
     check_features_labels,
@@ -447,7 +449,8 @@ def _temperature_probabilities(scores: np.ndarray, codes: np.ndarray) -> np.ndar
 
 def _svm_logits_checked(chk: Checked, *, svm: str, C: float, normalisation: str, cross_fit: int,
                         max_fit_samples: int | None, feature_norm: str, random_state: int,
-                        dtype, device, base_keys: np.ndarray | None = None) -> np.ndarray:
+                        dtype, device, base_keys: np.ndarray | None = None,
+                        sample_ids=None) -> np.ndarray:
     _choice(svm, _SVMS, "svm")
     _choice(normalisation, _NORMALISATIONS, "normalisation")
     _choice(feature_norm, _FEATURE_NORMS, "feature_norm")
@@ -461,7 +464,7 @@ def _svm_logits_checked(chk: Checked, *, svm: str, C: float, normalisation: str,
     tdtype = resolve_dtype(dtype)
     codes, k = chk.labels, chk.n_classes
     n = codes.shape[0]
-    keys = row_keys(chk.features, random_state) if base_keys is None else base_keys
+    keys = sample_keys(n, sample_ids, random_state) if base_keys is None else base_keys
     fit_idx = _fit_subset(codes, _purpose_keys(keys, _SALT_FIT), max_fit_samples)
     n_folds = int(min(cross_fit, n)) if cross_fit else 0
     folds = stratified_folds(codes, _purpose_keys(keys, _SALT_FOLDS), n_folds) if n_folds else None
@@ -498,19 +501,22 @@ def _svm_logits_checked(chk: Checked, *, svm: str, C: float, normalisation: str,
 def svm_logits(features, labels, *, svm: str = "ls_ovr", C: float = 1.0,
                normalisation: str = "platt", cross_fit: int = 5,
                max_fit_samples: int | None = 20000, feature_norm: str = "l2",
-               dtype="float32", device="cpu", random_state: int = 0) -> np.ndarray:
+               dtype="float32", device="cpu", random_state: int = 0, sample_ids=None) -> np.ndarray:
     """LEAD stage 1 (Hu et al., CVPR 2024, Sec. 4.1): initial K-class probabilities
     ``log_init`` (N, K) from a one-vs-rest linear SVM on the features.
 
     Columns follow the sorted unique labels (``np.unique(labels)``). ``cross_fit=F >= 2``
     scores every sample with a model fitted on the other folds (stratified, order-independent
     folds; small-class fallback in the module docstring); ``cross_fit=0`` fits once and
-    scores in-sample. See the module docstring for each option, its default and why.
+    scores in-sample. ``sample_ids`` (N,) are the samples' identities (canonical dataset
+    positions; default: row positions) that deal the folds. See the module docstring for each
+    option, its default and why.
     """
     chk = check_features_labels(features, labels)
     return _svm_logits_checked(chk, svm=svm, C=C, normalisation=normalisation, cross_fit=cross_fit,
                                max_fit_samples=max_fit_samples, feature_norm=feature_norm,
-                               random_state=random_state, dtype=dtype, device=device)
+                               random_state=random_state, dtype=dtype, device=device,
+                               sample_ids=sample_ids)
 
 
 # ----------------------------------------------------------------------------- stage 2: NTK
@@ -611,14 +617,14 @@ def head_jacobian(x: torch.Tensor, head) -> torch.Tensor:
 
 def _class_ntk_checked(chk: Checked, *, samples_per_class: int, head_widths, method: str,
                        feature_norm: str, random_state: int, dtype, device,
-                       base_keys: np.ndarray | None = None) -> np.ndarray:
+                       base_keys: np.ndarray | None = None, sample_ids=None) -> np.ndarray:
     _choice(method, _NTK_METHODS, "method")
     _choice(feature_norm, _FEATURE_NORMS, "feature_norm")
     if not isinstance(samples_per_class, (int, np.integer)) or samples_per_class < 1:
         raise ValueError(f"samples_per_class must be a positive integer, got {samples_per_class!r}")
     tdtype = resolve_dtype(dtype)
     codes, k = chk.labels, chk.n_classes
-    keys = row_keys(chk.features, random_state) if base_keys is None else base_keys
+    keys = sample_keys(codes.shape[0], sample_ids, random_state) if base_keys is None else base_keys
     counts = np.bincount(codes, minlength=k)
     idx = _smallest_keys_per_class(codes, _purpose_keys(keys, _SALT_NTK),
                                    np.minimum(counts, int(samples_per_class)))
@@ -649,20 +655,20 @@ def _class_ntk_checked(chk: Checked, *, samples_per_class: int, head_widths, met
 def class_ntk_eigenvalues(features, labels, samples_per_class: int = 64,
                           head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, method: str = "trace",
                           feature_norm: str = "l2", random_state: int = 0, device="cpu",
-                          dtype="float32") -> np.ndarray:
+                          dtype="float32", sample_ids=None) -> np.ndarray:
     """LEAD stage 2 (Hu et al., CVPR 2024, class-aware decomposition before Eq. 7):
     ``lambda_k`` (K,) float64 = mean eigenvalue of the S x S sum-of-logits NTK of a random
     Kaiming MLP head, over S samples of class k (order = sorted unique labels).
 
     ``method="trace"``: exact closed-form trace / S (mean per-sample squared gradient
     norm); ``method="eig"``: explicit Jacobian -> kernel -> ``eigvalsh`` mean. Both agree to
-    rounding. S samples are drawn by a seeded, order-independent rule; a class with fewer
-    than S samples uses all of them (one sample works).
+    rounding. S samples are drawn by a seeded rule on ``sample_ids`` (the samples' identities;
+    default: row positions); a class with fewer than S samples uses all of them (one works).
     """
     chk = check_features_labels(features, labels)
     return _class_ntk_checked(chk, samples_per_class=samples_per_class, head_widths=head_widths,
                               method=method, feature_norm=feature_norm, random_state=random_state,
-                              dtype=dtype, device=device)
+                              dtype=dtype, device=device, sample_ids=sample_ids)
 
 
 # ----------------------------------------------------------------------------- stage 3: Eq. 7
@@ -726,7 +732,7 @@ def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t
                svm_feature_norm: str = "l2", samples_per_class: int = 64,
                head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, ntk_method: str = "trace",
                ntk_feature_norm: str = "l2", dtype="float32", device="cpu",
-               random_state: int = 0) -> float:
+               random_state: int = 0, sample_ids=None) -> float:
     """LEAD score (Hu et al., CVPR 2024; no official code, implemented from the paper):
     ``-(1/N) sum_i CE(F(x_i), y_i)`` with F from Eq. 7 (:func:`evolve_logits`); higher is
     better (the paper's cross-entropy loss, negated).
@@ -741,7 +747,7 @@ def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t
     n, k = chk.n_samples, chk.n_classes
     base_keys = None
     if log_init is None or class_eigenvalues is None:
-        base_keys = row_keys(chk.features, random_state)
+        base_keys = sample_keys(n, sample_ids, random_state)
     if log_init is None:
         li = _svm_logits_checked(chk, svm=svm, C=C, normalisation=normalisation, cross_fit=cross_fit,
                                  max_fit_samples=max_fit_samples, feature_norm=svm_feature_norm,

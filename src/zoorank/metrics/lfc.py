@@ -63,7 +63,7 @@ def lfc_explicit(features: np.ndarray, codes: np.ndarray) -> float:
 
 
 def lfc_score(features, labels, *, method: str = "exact", normalize: bool = False,
-              max_samples: int = 2000, random_state: int = 0) -> float:
+              max_samples: int = 2000, random_state: int = 0, sample_ids=None) -> float:
     """LFC (Deshpande et al. 2021): centred alignment
     ``<HGH, HYH> / (||HGH|| ||HYH||)`` of the feature Gram ``G = F F^T`` with the label
     matrix ``Y`` (+1 same class, -1 otherwise).
@@ -76,6 +76,7 @@ def lfc_score(features, labels, *, method: str = "exact", normalize: bool = Fals
         kernel on the raw features).
     max_samples : subsample size for ``method="explicit"`` (ignored by "exact").
     random_state : seed of the explicit path's subsample.
+    sample_ids : (N,) sample identities that choose that subsample (default: row positions).
 
     Higher is better. No public reference implementation exists; checked against the
     explicit N x N computation.
@@ -88,6 +89,6 @@ def lfc_score(features, labels, *, method: str = "exact", normalize: bool = Fals
         if max_samples < 2:
             raise ValueError(f"max_samples must be >= 2, got {max_samples}")
         idx = stratified_subsample(x, chk.labels, max_samples, random_state=random_state,
-                                   min_per_class=1, canonical_order=False)
+                                   min_per_class=1, canonical_order=False, sample_ids=sample_ids)
         return lfc_explicit(x[idx], chk.labels[idx])
     raise ValueError(f"method must be 'exact' or 'explicit', got {method!r}")

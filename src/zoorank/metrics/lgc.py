@@ -52,15 +52,17 @@ from zoorank.metrics.validation import check_features_labels
 
 def lgc_score(features, labels, *, head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS,
               max_samples: int | None = 2000, feature_norm: str = "none", dtype="float64",
-              device="cpu", random_state: int = 0) -> float:
+              device="cpu", random_state: int = 0, sample_ids=None) -> float:
     """Label-Gradient Correlation (Deshpande et al. 2021): centred alignment between the
     sum-of-logits NTK Gram of a random MLP head on the features and the +1/-1 label
-    matrix, on a stratified subset of at most about ``max_samples`` samples."""
+    matrix, on a stratified subset of at most about ``max_samples`` samples, chosen by the
+    samples' identities ``sample_ids`` (canonical dataset positions; default: row positions)."""
     chk = check_features_labels(features, labels)
     if max_samples is not None and (not isinstance(max_samples, (int, np.integer)) or max_samples < 2):
         raise ValueError(f"max_samples must be None or an integer >= 2, got {max_samples!r}")
     tdtype = resolve_dtype(dtype)
-    idx = stratified_subsample(chk.features, chk.labels, max_samples, random_state=random_state)
+    idx = stratified_subsample(chk.features, chk.labels, max_samples, random_state=random_state,
+                               sample_ids=sample_ids)
     codes = chk.labels[idx]
     if feature_norm == "standard":                      # statistics of all N rows
         x = normalise_features(to_torch(chk.features, tdtype, device), "standard")[

@@ -110,7 +110,7 @@ def spearman_binary(within: np.ndarray, between: np.ndarray) -> float:
 
 def parc_score(features, labels, *, n_dims: int | None = 32, max_samples: int | None = 10_000,
                pca_solver: str = "randomized", pca_iterated_power: int | str = 1,
-               scale: float = 100.0, random_state: int = 0) -> float:
+               scale: float = 100.0, random_state: int = 0, sample_ids=None) -> float:
     """PARC score (higher = better).
 
     Formula: reduce features to ``n_dims`` by PCA, standardise each dimension
@@ -137,6 +137,8 @@ def parc_score(features, labels, *, n_dims: int | None = 32, max_samples: int | 
         ``iterated_power=1`` (and ``random_state=1919``); "full" gives the exact PCA.
     scale: the reference reports ``100 * rho``.
     random_state: seeds the subsample and the randomized PCA.
+    sample_ids: (N,) sample identities that choose the subsample and its canonical order
+        (canonical dataset positions; default: row positions).
 
     Checked against dbolya/parc ``methods.py`` (PARC, ``feature_reduce``) and
     lixiaotong97/PED ``metrics.py`` (``PARC_Score``: subsample to 15,000, PCA 32).
@@ -144,7 +146,7 @@ def parc_score(features, labels, *, n_dims: int | None = 32, max_samples: int | 
     chk = check_features_labels(features, labels)
     x, codes = chk.features, chk.labels
     idx = stratified_subsample(x, codes, max_samples, random_state=random_state,
-                               canonical_order=True)
+                               canonical_order=True, sample_ids=sample_ids)
     x, codes = x[idx], codes[idx]
     n = x.shape[0]
     if n < 3:

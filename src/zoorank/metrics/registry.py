@@ -6,7 +6,11 @@ e.g. PACTran, are negated inside their module and say so in the docstring).
 Inputs a metric may need besides ``features`` and ``labels``:
 - ``source_probs``: (N, C) source-task probabilities of the backbone's own classifier
   (LEEP, NCE);
-- ``log_init`` / ``class_eigenvalues``: LEAD's cached stages (optional; computed if absent).
+- ``log_init`` / ``class_eigenvalues``: LEAD's cached stages (optional; computed if absent);
+- ``sample_ids``: (N,) identities of the samples (their canonical dataset positions), for the
+  metrics that choose subsets, folds or an order (optional; row positions when absent). A
+  choice made from the identity, never from the feature values, keeps every score a
+  continuous function of the features.
 """
 from __future__ import annotations
 
@@ -37,28 +41,29 @@ class Metric:
 
 
 _FL = ("features", "labels")
+_IDS = ("sample_ids",)
 _SRC = ("features", "labels", "source_probs")
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
-    Metric("lead", "lead:lead_score", _FL, optional=("log_init", "class_eigenvalues"),
+    Metric("lead", "lead:lead_score", _FL, optional=("log_init", "class_eigenvalues") + _IDS,
            paper="Hu et al., LEAD, CVPR 2024"),
     Metric("logme", "logme:logme_score", _FL, paper="You et al., LogME, ICML 2021"),
     Metric("leep", "leep:leep_score", _SRC, paper="Nguyen et al., LEEP, ICML 2020"),
     Metric("nce", "nce:nce_score", _SRC, paper="Tran et al., NCE, ICCV 2019"),
-    Metric("nleep", "nleep:nleep_score", _FL, paper="Li et al., N-LEEP, CVPR 2021"),
+    Metric("nleep", "nleep:nleep_score", _FL, optional=_IDS, paper="Li et al., N-LEEP, CVPR 2021"),
     Metric("hscore", "hscore:hscore", _FL, paper="Bao et al., H-score, ICIP 2019"),
     Metric("reg_hscore", "hscore:regularized_hscore", _FL,
            paper="Ibrahim et al., regularised H-score (shrinkage), ICLR 2022"),
     Metric("transrate", "transrate:transrate_score", _FL, paper="Huang et al., TransRate, ICML 2022"),
-    Metric("parc", "parc:parc_score", _FL, paper="Bolya et al., PARC, NeurIPS 2021"),
+    Metric("parc", "parc:parc_score", _FL, optional=_IDS, paper="Bolya et al., PARC, NeurIPS 2021"),
     Metric("gbc", "gbc:gbc_score", _FL, paper="Pandy et al., GBC, CVPR 2022"),
     Metric("sfda", "sfda:sfda_score", _FL, paper="Shao et al., SFDA, ECCV 2022"),
     Metric("ped", "ped:ped_score", _FL, paper="Li et al., PED, ICCV 2023"),
     Metric("etran", "etran:etran_score", _FL, paper="Gholami et al., ETran, ICCV 2023"),
-    Metric("pactran", "pactran:pactran_score", _FL, paper="Ding et al., PACTran, ECCV 2022"),
-    Metric("lfc", "lfc:lfc_score", _FL, paper="Deshpande et al., linearized framework, 2021"),
-    Metric("lgc", "lgc:lgc_score", _FL, paper="Deshpande et al., linearized framework, 2021"),
-    Metric("knn", "knn:knn_score", _FL, paper="Sorkhei et al., kNN transferability, 2025"),
+    Metric("pactran", "pactran:pactran_score", _FL, optional=_IDS, paper="Ding et al., PACTran, ECCV 2022"),
+    Metric("lfc", "lfc:lfc_score", _FL, optional=_IDS, paper="Deshpande et al., linearized framework, 2021"),
+    Metric("lgc", "lgc:lgc_score", _FL, optional=_IDS, paper="Deshpande et al., linearized framework, 2021"),
+    Metric("knn", "knn:knn_score", _FL, optional=_IDS, paper="Sorkhei et al., kNN transferability, 2025"),
 ]}
 
 
@@ -92,7 +97,7 @@ def score(name: str, features, labels, **inputs) -> float:
     return value
 
 
-_KNOWN_INPUTS = {"source_probs", "log_init", "class_eigenvalues"}
+_KNOWN_INPUTS = {"source_probs", "log_init", "class_eigenvalues", "sample_ids"}
 
 
 def available(inputs: Mapping[str, object]) -> list[str]:

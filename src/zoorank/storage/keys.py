@@ -67,8 +67,9 @@ STAGE_VERSIONS: dict[str, int] = {
     "features": 1,
     "labels": 1,
     "source_probs": 1,
-    "svm_logits": 2,  # 2: default svm feature_norm "standard" -> "l2"
-    "ntk_eigenvalues": 2,  # 2: default NTK feature_norm "none" -> "l2"
+    "sample_ids": 1,  # canonical dataset positions of a subset's images (sample identity)
+    "svm_logits": 3,  # 2: default svm feature_norm "standard" -> "l2"; 3: folds by sample identity
+    "ntk_eigenvalues": 3,  # 2: default NTK feature_norm "none" -> "l2"; 3: samples by identity
     "scores": 3,  # 2, 3: LEAD defaults changed (now per metric: zoorank.metrics.registry.Metric.version)
     "ranking": 1,
     "model_identity": 1,  # memoised weights digest (zoorank.identity)
