@@ -13,17 +13,40 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-from scipy.special import log_softmax, logsumexp
+from scipy.special import log_softmax
 
-from zoorank.metrics._common import class_counts, class_means
+from zoorank.metrics._blocked import apply_rows, class_stats, row_blocks
 from zoorank.metrics.sfda import regularized_lda
 from zoorank.metrics.validation import check_features_labels
 
 
 def energy_scores(x: np.ndarray, temperature: float = 1.0) -> np.ndarray:
     """Per-sample negative free energy ``-E(x) = T logsumexp(x / T)`` of the features
-    read as logits (N,)."""
-    return temperature * logsumexp(x / temperature, axis=1)
+    read as logits (N,) float64.
+
+    Computed block by block in the features' own dtype: ``m = max_j x_j / T``, then
+    ``exp(x/T - m)`` (float32 SIMD exp for float32 features, as the reference's
+    ``torch.logsumexp``) summed in float64, ``T (m + log sum)``. No float64 copy of the
+    features (scipy's ``logsumexp`` on one took 13.5 s and 5.5 GB at 50,000 x 2,048)."""
+    n, d = x.shape
+    out = np.empty(n)
+    for s, e in row_blocks(n, d):
+        blk = x[s:e] / x.dtype.type(temperature) if temperature != 1.0 else x[s:e].copy()
+        m = blk.max(axis=1)
+        blk -= m[:, None]
+        np.exp(blk, out=blk)
+        out[s:e] = m.astype(np.float64) + np.log(blk.sum(axis=1, dtype=np.float64))
+    return temperature * out
+
+
+def _mean_true_posterior(x: np.ndarray, codes: np.ndarray, coef: np.ndarray,
+                         intercept: np.ndarray) -> float:
+    """``mean_i softmax(x_i coef^T + intercept)[y_i]`` with the logits formed block by
+    block in float64 (no (N, D) float64 copy of float32 features)."""
+    def true_log_post(blk, rows):
+        logp = log_softmax(blk @ coef.T + intercept, axis=1)
+        return logp[np.arange(blk.shape[0]), codes[rows]]
+    return float(np.mean(np.exp(apply_rows(x, true_log_post))))
 
 
 def _components(x, codes, k, *, energy_fraction, energy_tail, temperature, lda_covariance,
@@ -35,20 +58,19 @@ def _components(x, codes, k, *, energy_fraction, energy_tail, temperature, lda_c
     if not temperature > 0:
         raise ValueError(f"temperature must be > 0, got {temperature!r}")
     n = x.shape[0]
-    e = np.sort(energy_scores(x, temperature))
     m = max(1, int(np.floor(energy_fraction * n + 1e-9)))
-    s_en = float(np.mean(e[:m] if energy_tail == "bottom" else e[n - m:]))
+    e = energy_scores(x, temperature)
+    tail = np.partition(e, m - 1)[:m] if energy_tail == "bottom" else np.partition(e, n - m)[n - m:]
+    s_en = float(np.mean(np.sort(tail)))
 
     if lda_covariance == "identity":
-        means = class_means(x, codes, k)
-        logits = x @ means.T - 0.5 * np.sum(means ** 2, axis=1) + np.log(class_counts(codes, k) / n)
+        counts, means, _ = class_stats(x, codes, k)
+        coef, intercept = means, -0.5 * np.sum(means ** 2, axis=1) + np.log(counts / n)
     elif lda_covariance == "shrunk":
         coef, intercept, _ = regularized_lda(x, codes, k, shrinkage=shrinkage)
-        logits = x @ coef.T + intercept
     else:
         raise ValueError(f"lda_covariance must be 'identity' or 'shrunk', got {lda_covariance!r}")
-    s_lda = float(np.mean(np.exp(log_softmax(logits, axis=1)[np.arange(n), codes])))
-    return {"energy": s_en, "lda": s_lda}
+    return {"energy": s_en, "lda": _mean_true_posterior(x, codes, coef, intercept)}
 
 
 def etran_components(features, labels, *, energy_fraction: float = 0.005,
@@ -70,7 +92,7 @@ def etran_components(features, labels, *, energy_fraction: float = 0.005,
       ``V V^T = I``. ``lda_covariance="shrunk"`` uses ``A = Sw_s^{-1}``, the SFDA shrinkage
       LDA (what the paper describes), with ``shrinkage`` passed on.
     """
-    chk = check_features_labels(features, labels)
+    chk = check_features_labels(features, labels, dtype=None)
     return _components(chk.features, chk.labels, chk.n_classes, energy_fraction=energy_fraction,
                        energy_tail=energy_tail, temperature=temperature,
                        lda_covariance=lda_covariance, shrinkage=shrinkage)

@@ -18,13 +18,14 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoorank.metrics.validation import check_features_labels, check_probabilities, one_hot
+from zoorank.metrics._blocked import as64, row_blocks
+from zoorank.metrics.validation import check_features_labels, probability_rows
 
 _TINY = np.finfo(np.float64).tiny
 
 
 def leep_from_probs(probs: np.ndarray, codes: np.ndarray, n_classes: int, *,
-                    log: bool = True) -> float:
+                    log: bool = True, row_sums: np.ndarray | None = None) -> float:
     """LEEP of already-validated probabilities ``probs`` (N, C) and label codes (N,).
 
     Source classes that receive zero total mass (``sum_i probs[i, z] == 0``) have an
@@ -32,13 +33,32 @@ def leep_from_probs(probs: np.ndarray, codes: np.ndarray, n_classes: int, *,
     given a zero conditional instead of the NaN the reference code would produce.
     With ``log=False`` the mean expected empirical probability (no log) is returned, as
     TencentARC/SFDA ``metrics.py`` does for LEEP and N-LEEP.
+
+    ``row_sums`` (N,): when given, row ``i`` is read as ``probs[i] / row_sums[i]`` (the
+    renormalised probabilities) without forming that copy.
+
+    Cost: two passes over ``probs`` in row chunks converted to float64 (so float32 input is
+    accumulated in float64, never copied whole): ``P(y, z)`` as a (K x chunk) @ (chunk x C)
+    product, then ``E = probs @ P(y|z)^T`` (N, K) of which only ``E[i, y_i]`` is kept; no
+    (N, C) one-hot, gather or normalised copy (issue 17).
     """
-    n = probs.shape[0]
-    joint = one_hot(codes, n_classes).T @ probs / n           # (K, C)  P(y, z)
+    n, c = probs.shape
+    scale = 1.0 / n if row_sums is None else 1.0 / (n * np.asarray(row_sums, dtype=np.float64))
+    joint = np.zeros((n_classes, c))                           # (K, C)  P(y, z)
+    chunks = row_blocks(n, c)
+    for s, e in chunks:
+        weights = np.zeros((n_classes, e - s))
+        weights[codes[s:e], np.arange(e - s)] = scale if np.ndim(scale) == 0 else scale[s:e]
+        joint += weights @ as64(probs[s:e])
     pz = joint.sum(axis=0)                                   # (C,)    P(z)
     cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y | z)
     # expected empirical prediction of the true label only: sum_z P(y_i|z) theta_iz
-    eep = np.einsum("nc,nc->n", probs, cond[codes])
+    eep = np.empty(n)
+    for s, e in chunks:
+        pred = as64(probs[s:e]) @ cond.T         # (chunk, K)
+        eep[s:e] = pred[np.arange(e - s), codes[s:e]]
+    if row_sums is not None:
+        eep /= row_sums
     if not log:
         return float(eep.mean())
     return float(np.mean(np.log(np.maximum(eep, _TINY))))
@@ -54,15 +74,17 @@ def leep_score(features, labels, *, source_probs, random_state: int = 0) -> floa
 
     Parameters
     ----------
-    features : (N, D) array. Only validated (LEEP uses the source classifier's output,
-        not the features); kept for the common metric signature.
+    features : (N, D) array. Only its shape is checked (LEEP uses the source classifier's
+        output, not the features, so their values are never read); kept for the common
+        metric signature.
     labels : (N,) target labels.
     source_probs : (N, C) source-task probabilities (softmax of the backbone's own
-        classifier, e.g. ImageNet's 1000 classes).
+        classifier, e.g. ImageNet's 1000 classes); each row is divided by its sum (rows
+        must sum to 1 within 1e-3).
     random_state : unused (deterministic).
 
     Checked against thuml/LogME ``LEEP.py``.
     """
-    chk = check_features_labels(features, labels)
-    probs = check_probabilities(source_probs, name="source_probs", n_rows=chk.n_samples)
-    return leep_from_probs(probs, chk.labels, chk.n_classes)
+    chk = check_features_labels(features, labels, dtype=None, finite=False)
+    probs, sums = probability_rows(source_probs, name="source_probs", n_rows=chk.n_samples)
+    return leep_from_probs(probs, chk.labels, chk.n_classes, row_sums=sums)

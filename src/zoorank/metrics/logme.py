@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zoorank.metrics._blocked import as64, centred_gram, row_blocks
 from zoorank.metrics.validation import check_features_labels, one_hot
 
 _EPS = 1e-5  # the reference's regulariser in the alpha / beta denominators
@@ -51,9 +52,15 @@ def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None):
     ``max(s) * max(N, D) * eps``, count as zero)."""
     n, d = f.shape
     if n > d:
-        s, v = np.linalg.eigh(f.T @ f)                      # D x D
-        proj = v.T @ (f.T @ y)                               # diag(sqrt s) U^T y, (D, K)
+        # F^T F by syrk and F^T y over float64 row blocks (float32 F is never copied whole)
+        gram = centred_gram(f, np.zeros(d))
+        fty = np.zeros((d, y.shape[1]))
+        for a, b in row_blocks(n, d):
+            fty += as64(f[a:b]).T @ y[a:b]
+        s, v = np.linalg.eigh(gram)                          # D x D
+        proj = v.T @ fty                                     # diag(sqrt s) U^T y, (D, K)
     else:
+        f = as64(f)
         s, u = np.linalg.eigh(f @ f.T)                      # N x N
         proj = u.T @ y                                       # U^T y, (N, K)
     s = np.clip(s, 0.0, None)
@@ -82,7 +89,9 @@ def logme_fit(features: np.ndarray, targets: np.ndarray, *, tol: float = 1e-6,
     Returns ``{"evidence": (K,) per-column L/N, "alpha": (K,), "beta": (K,),
     "n_iter": (K,)}``.
     """
-    f = np.asarray(features, dtype=np.float64)
+    f = np.asarray(features)
+    if f.dtype not in (np.float32, np.float64):
+        f = f.astype(np.float64)
     y = np.asarray(targets, dtype=np.float64)
     n, d = f.shape
     if thuml_compat:
@@ -160,7 +169,7 @@ def logme_score(features, labels, *, tol: float = 1e-6, max_iter: int = 100,
 
     Checked against thuml/LogME ``LogME.py``.
     """
-    chk = check_features_labels(features, labels)
+    chk = check_features_labels(features, labels, dtype=None)
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"tol must be > 0 and max_iter >= 1 (got tol={tol}, max_iter={max_iter})")
     out = logme_fit(chk.features, one_hot(chk.labels, chk.n_classes), tol=tol,

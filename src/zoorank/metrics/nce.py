@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoorank.metrics.validation import check_features_labels, check_probabilities
+from zoorank.metrics.validation import check_features_labels, probability_rows
 
 
 def nce_from_labels(source_codes: np.ndarray, codes: np.ndarray, n_classes: int) -> float:
@@ -36,7 +36,8 @@ def nce_score(features, labels, *, source_probs, random_state: int = 0) -> float
 
     Parameters
     ----------
-    features : (N, D) array. Only validated (NCE needs only the source predictions).
+    features : (N, D) array. Only its shape is checked (NCE needs only the source
+        predictions, so the feature values are never read).
     labels : (N,) target labels.
     source_probs : (N, C) source-task probabilities; source labels are their row argmax
         (first maximum on exact ties, as ``np.argmax``).
@@ -45,6 +46,7 @@ def nce_score(features, labels, *, source_probs, random_state: int = 0) -> float
     Formula: ``NCE = sum_{y,z} P(y,z) log P(y|z)`` with empirical counts. Higher is better.
     Checked against thuml/LogME ``NCE.py``.
     """
-    chk = check_features_labels(features, labels)
-    probs = check_probabilities(source_probs, name="source_probs", n_rows=chk.n_samples)
+    chk = check_features_labels(features, labels, dtype=None, finite=False)
+    probs, _ = probability_rows(source_probs, name="source_probs", n_rows=chk.n_samples)
+    # argmax of the rows as given: dividing a row by its positive sum keeps its argmax
     return nce_from_labels(np.argmax(probs, axis=1), chk.labels, chk.n_classes)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from zoorank.metrics._common import class_mean_var
+from zoorank.metrics._blocked import as64, class_stats, row_blocks
 from zoorank.metrics.sfda import sfda_from_checked
 from zoorank.metrics.validation import check_features_labels, check_matrix
 
@@ -46,7 +46,7 @@ def ped_move(features, labels, *, time_step: float = 0.1, nsigma: float = 0.6,
     are taken while their total L1 displacement is more than ``exit_ratio`` times the
     first one, at most ``max_steps`` steps in all.
     """
-    chk = check_features_labels(features, labels)
+    chk = check_features_labels(features, labels, dtype=None)
     return _ped_move_checked(chk.features, chk.labels, chk.n_classes, time_step=time_step,
                              nsigma=nsigma, exit_ratio=exit_ratio, max_steps=max_steps,
                              constant=constant, eps=eps, reference_features=reference_features)
@@ -61,17 +61,25 @@ def _ped_move_checked(x, codes, k, *, time_step, nsigma, exit_ratio, max_steps, 
     if not eps > 0:
         raise ValueError(f"eps must be > 0, got {eps!r}")
     ref = x if reference_features is None else check_matrix(reference_features,
-                                                            name="reference_features")
+                                                            name="reference_features", dtype=None)
     if ref.shape[1] != x.shape[1]:
         raise ValueError(f"reference_features has {ref.shape[1]} columns but features has {x.shape[1]}")
-    center = ref.mean(axis=0)
-    scale = np.maximum(ref.std(axis=0), eps)
-    z = (x - center) / scale
+    center, scale = _standardiser(ref, eps)
+    # Statistics of the standardised features z = (x - center) / scale from those of x
+    # (means map affinely, variances scale by 1/scale^2), so z is never formed.
+    counts, means_x, _ = class_stats(x, codes, k)
+    means = (means_x - center) / scale
+    # radius_k^2 = sum_d Var_k(z_d) = trace(diag(1/scale^2) Cov_k(x)): per-class squared
+    # deviations from the class mean, weighted per dimension, accumulated block by block
+    sq = np.zeros(k)
+    inv_s2 = 1.0 / scale ** 2
+    for s, e in row_blocks(x.shape[0], x.shape[1]):
+        dev = as64(x[s:e]) - means_x[codes[s:e]]
+        sq += np.bincount(codes[s:e], weights=(dev * dev) @ inv_s2, minlength=k)
+    radius = np.sqrt(sq / np.maximum(counts, 1))
     # Every step translates whole classes, so class variances (hence radii) never change and
     # class means move by exactly the applied displacement: the statistics the reference
     # recomputes from the moved features each step are updated in O(K D) instead.
-    means, var, _ = class_mean_var(z, codes, k, ddof=0)
-    radius = np.sqrt(var.sum(axis=1))
     shift = np.zeros_like(means)
     first = None
     for _ in range(max_steps):
@@ -85,8 +93,27 @@ def _ped_move_checked(x, codes, k, *, time_step, nsigma, exit_ratio, max_steps, 
             break
         means = means + move
         shift += move
-    z = z + shift[codes]
-    return z * scale + center
+    # (z + shift[y]) * scale + center = x + (shift * scale)[y]: the move in the original scale
+    moved = np.empty(x.shape)
+    step = shift * scale
+    for s, e in row_blocks(x.shape[0], x.shape[1]):
+        moved[s:e] = as64(x[s:e]) + step[codes[s:e]]
+    return moved
+
+
+def _standardiser(ref: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, max(std, eps)) per dimension of ``ref`` in float64, block by block
+    (two-pass: mean, then squared deviations), like ``np.mean`` / ``np.std`` of a float64 copy."""
+    n, d = ref.shape
+    center = np.zeros(d)
+    for s, e in row_blocks(n, d):
+        center += as64(ref[s:e]).sum(axis=0)
+    center /= n
+    var = np.zeros(d)
+    for s, e in row_blocks(n, d):
+        dev = as64(ref[s:e]) - center
+        var += np.einsum("ij,ij->j", dev, dev)
+    return center, np.maximum(np.sqrt(var / n), eps)
 
 
 def ped_score(features, labels, *, time_step: float = 0.1, nsigma: float = 0.6,
@@ -109,7 +136,7 @@ def ped_score(features, labels, *, time_step: float = 0.1, nsigma: float = 0.6,
 
     Checked against lixiaotong97/PED ``metrics.py`` (``One_Step_PED``, ``PED_Score``).
     """
-    chk = check_features_labels(features, labels)
+    chk = check_features_labels(features, labels, dtype=None)
     moved = _ped_move_checked(chk.features, chk.labels, chk.n_classes, time_step=time_step,
                               nsigma=nsigma, exit_ratio=exit_ratio, max_steps=max_steps,
                               constant=constant, eps=eps, reference_features=reference_features)

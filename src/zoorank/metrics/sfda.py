@@ -13,8 +13,8 @@ import numpy as np
 import scipy.linalg
 from scipy.special import log_softmax, softmax
 
-from zoorank.metrics._common import (class_counts, class_means, total_scatter,
-                                     within_class_scatter)
+from zoorank.metrics._blocked import apply_rows, as64, centred_gram, class_stats, row_blocks
+from zoorank.metrics._common import total_scatter, within_class_scatter
 from zoorank.metrics.validation import check_features_labels
 
 
@@ -63,6 +63,20 @@ def _solve_pd(a: np.ndarray, b: np.ndarray) -> np.ndarray:
         return scipy.linalg.pinvh(a) @ b
 
 
+def _lda_fit(x: np.ndarray, codes: np.ndarray, n_classes: int, shrinkage: float | None):
+    """Shrinkage LDA from class statistics accumulated in float64 block by block (the
+    features may be float32 and are never copied whole): (coef, intercept, shrinkage, means)."""
+    n = x.shape[0]
+    counts, means, _ = class_stats(x, codes, n_classes)
+    sw = centred_gram(x, means, codes=codes) / n          # sum_k pi_k Cov_k (biased)
+    if shrinkage is None:
+        shrinkage = automatic_shrinkage(sw)
+    sw_s = _shrink(sw, shrinkage)
+    coef = _solve_pd(sw_s, means.T).T
+    intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(counts / n)
+    return coef, intercept, float(shrinkage), means
+
+
 def regularized_lda(x: np.ndarray, codes: np.ndarray, n_classes: int, *,
                     shrinkage: float | None = None):
     """Shrinkage LDA of the SFDA reference: (coef (K, D), intercept (K,), shrinkage).
@@ -74,18 +88,11 @@ def regularized_lda(x: np.ndarray, codes: np.ndarray, n_classes: int, *,
     The reference obtains ``coef = means @ W @ W.T`` from *all* ``D`` generalised
     eigenvectors ``W`` of ``(Sb, Sw_s)``; as ``W^T Sw_s W = I``, ``W W^T = Sw_s^{-1}``, so
     the eigendecomposition only orders directions and a Cholesky solve gives the same
-    classifier (see :func:`fda_projection` for the projection itself).
+    classifier (see :func:`fda_projection` for the projection itself). The statistics are
+    float64 whatever the features' dtype (as the reference's ``np.cov``).
     """
-    n = x.shape[0]
-    priors = class_counts(codes, n_classes) / n
-    means = class_means(x, codes, n_classes)
-    sw = within_class_scatter(x, codes, n_classes, means)
-    if shrinkage is None:
-        shrinkage = automatic_shrinkage(sw)
-    sw_s = _shrink(sw, shrinkage)
-    coef = _solve_pd(sw_s, means.T).T
-    intercept = -0.5 * np.sum(means * coef, axis=1) + np.log(priors)
-    return coef, intercept, float(shrinkage)
+    coef, intercept, s, _ = _lda_fit(x, codes, n_classes, shrinkage)
+    return coef, intercept, s
 
 
 def fda_projection(features, labels, *, shrinkage: float | None = None):
@@ -113,28 +120,40 @@ def fda_projection(features, labels, *, shrinkage: float | None = None):
 
 
 def _lda_log_probs(x, codes, k, shrinkage):
-    coef, intercept, s = regularized_lda(x, codes, k, shrinkage=shrinkage)
-    return log_softmax(x @ coef.T + intercept, axis=1), s
+    """(N, K) LDA log posteriors (logits formed block by block in float64), shrinkage, means."""
+    coef, intercept, s, means = _lda_fit(x, codes, k, shrinkage)
+    logp = apply_rows(x, lambda blk, rows: log_softmax(blk @ coef.T + intercept, axis=1))
+    return logp, s, means
+
+
+def _confmix(x, codes, p_true, others):
+    """``x_i <- q_i x_i + (1 - q_i) others[y_i]`` into a new array of x's dtype (the
+    reference overwrites its float32 input in place with the same rounding), block by block."""
+    out = np.empty_like(x)
+    for s, e in row_blocks(x.shape[0], x.shape[1]):
+        q = p_true[s:e, None]
+        out[s:e] = q * as64(x[s:e]) + (1.0 - q) * others[codes[s:e]]
+    return out
 
 
 def sfda_from_checked(x: np.ndarray, codes: np.ndarray, n_classes: int, *,
                       shrinkage: float | None = None, confmix: bool = True,
                       score: str = "prob") -> float:
-    """SFDA on already validated arrays (shared with :mod:`zoorank.metrics.ped`)."""
+    """SFDA on already validated arrays (shared with :mod:`zoorank.metrics.ped`); ``x``
+    may be float32 (statistics and logits are float64, see :func:`_lda_fit`)."""
     if score not in ("prob", "log_prob"):
         raise ValueError(f"score must be 'prob' or 'log_prob', got {score!r}")
     if shrinkage is not None and not 0.0 <= shrinkage <= 1.0:
         raise ValueError(f"shrinkage must be in [0, 1] or None, got {shrinkage!r}")
     k = n_classes
     rows = np.arange(x.shape[0])
-    logp, s = _lda_log_probs(x, codes, k, shrinkage)
+    logp, s, means = _lda_log_probs(x, codes, k, shrinkage)
     if confmix:
         # "soften" the LDA probabilities with a second softmax, as the reference does
         p_true = softmax(np.exp(logp), axis=1)[rows, codes]
-        means = class_means(x, codes, k)
         others = (means.sum(axis=0)[None, :] - means) / (k - 1)   # mean of the other classes
-        x = p_true[:, None] * x + (1.0 - p_true)[:, None] * others[codes]
-        logp, _ = _lda_log_probs(x, codes, k, s)                  # same shrinkage
+        x = _confmix(x, codes, p_true, others)
+        logp, _, _ = _lda_log_probs(x, codes, k, s)               # same shrinkage
     true = logp[rows, codes]
     return float(np.mean(np.exp(true)) if score == "prob" else np.mean(true))
 
@@ -161,6 +180,6 @@ def sfda_score(features, labels, *, shrinkage: float | None = None, confmix: boo
 
     Checked against TencentARC/SFDA ``metrics.py`` (``SFDA``, ``SFDA_Score``).
     """
-    chk = check_features_labels(features, labels)
+    chk = check_features_labels(features, labels, dtype=None)
     return sfda_from_checked(chk.features, chk.labels, chk.n_classes, shrinkage=shrinkage,
                              confmix=confmix, score=score)

@@ -1,0 +1,113 @@
+"""Chunked float64 statistics of (N, D) features that may be float32, without full copies.
+
+Why (issue 17): a float64 copy of 50,000 x 2,048 float32 features is 800 MB, and every
+``float32 @ float64`` product or mixed subtraction makes numpy build one. The functions
+here read the features in row blocks of about 16 MiB, convert each block to float64 and
+accumulate in float64, so the result is what the float64 computation on an upcast copy
+gives (same arithmetic, blocked summation order) while the extra memory is one block.
+
+- :func:`row_blocks`: ``(start, stop)`` row ranges of about ``2**21`` entries each.
+- :func:`class_stats`: counts, class means and the global mean in one pass.
+- :func:`centred_gram`: ``(X - c)^T (X - c)`` (optionally only some rows, optionally with
+  each row's class mean as ``c``) by BLAS ``syrk`` per block (half a GEMM's flops); with
+  ``precision="float32"`` each block's product is taken in float32 (the precision of
+  float32 references such as tllib's TransRate) and the blocks are summed in float64.
+- :func:`apply_rows`: ``f(x[block] in float64)`` for every block, concatenated (e.g.
+  logits and a log-softmax picked at the true label, never an (N, D) float64 array).
+
+Pure numpy/scipy; the callers are validated metric functions (``validation.py``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import numpy as np
+from scipy.linalg.blas import dsyrk, ssyrk
+
+BLOCK_ELEMS = 1 << 21           # entries per block: 16 MiB in float64
+
+
+def row_blocks(n: int, width: int, block_elems: int = BLOCK_ELEMS):
+    """Row ranges ``[(start, stop), ...]`` covering ``0..n`` with about ``block_elems``
+    entries of a row ``width`` wide each (at least one row per block)."""
+    step = max(1, block_elems // max(1, width))
+    return [(s, min(n, s + step)) for s in range(0, n, step)]
+
+
+def as64(block: np.ndarray) -> np.ndarray:
+    """A float64 view of ``block`` (no copy when already float64)."""
+    return block.astype(np.float64, copy=False)
+
+
+def class_stats(x: np.ndarray, codes: np.ndarray, n_classes: int):
+    """``(counts (K,) int64, class means (K, D) float64, global mean (D,) float64)``.
+
+    Sums per class are accumulated in float64 block by block (a (K x block) 0/1 matrix
+    times the float64 block); classes without samples get a zero mean row."""
+    n, d = x.shape
+    counts = np.bincount(codes, minlength=n_classes).astype(np.int64)
+    sums = np.zeros((n_classes, d))
+    for s, e in row_blocks(n, d):
+        onehot = np.zeros((n_classes, e - s))
+        onehot[codes[s:e], np.arange(e - s)] = 1.0
+        sums += onehot @ as64(x[s:e])
+    means = sums / np.maximum(counts, 1)[:, None]
+    return counts, means, sums.sum(axis=0) / n
+
+
+def _syrk_add(acc: np.ndarray, block: np.ndarray) -> None:
+    """``acc += block^T block`` (upper triangle only) by BLAS syrk, in the block's dtype."""
+    block = np.ascontiguousarray(block)
+    # a C-contiguous (b, D) block is a Fortran-contiguous (D, b) matrix: syrk(trans=0) of
+    # it is block^T block without a copy
+    if block.dtype == np.float32:
+        acc += ssyrk(1.0, block.T, trans=0, lower=0)
+    else:
+        acc += dsyrk(1.0, block.T, trans=0, lower=0)
+
+
+def symmetrise_upper(c: np.ndarray) -> np.ndarray:
+    """Copy the upper triangle of ``c`` onto its lower triangle (in place) and return it."""
+    iu = np.triu_indices(c.shape[0], 1)
+    c[(iu[1], iu[0])] = c[iu]
+    return c
+
+
+def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None = None,
+                 codes: np.ndarray | None = None, precision: str = "float64",
+                 row_sq: np.ndarray | None = None) -> np.ndarray:
+    """``sum_i (x_i - c_i)(x_i - c_i)^T`` (D, D) float64 over ``rows`` (default all).
+
+    ``center``: (D,) one centre for every row, or (K, D) with ``codes`` (N,) giving each
+    row's centre ``center[codes[i]]`` (within-class scatter). ``precision``: "float64"
+    (each block converted to float64) or "float32" (block products in float32, summed in
+    float64). ``row_sq``: optional (len(rows),) output receiving ``||x_i - c_i||^2``
+    (float64), for the Ledoit-Wolf estimate.
+    """
+    if precision not in ("float64", "float32"):
+        raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
+    d = x.shape[1]
+    idx = np.arange(x.shape[0]) if rows is None else rows
+    acc = np.zeros((d, d))
+    for s, e in row_blocks(idx.shape[0], d):
+        r = idx[s:e]
+        blk = x[r] if rows is not None else x[s:e]
+        c = center if codes is None else center[codes[r]]
+        if precision == "float32":
+            blk = (blk - c.astype(np.float32)).astype(np.float32, copy=False)
+        else:
+            blk = as64(blk) - c
+        if row_sq is not None:
+            b64 = as64(blk)
+            row_sq[s:e] = np.einsum("ij,ij->i", b64, b64)
+        _syrk_add(acc, blk)
+    return symmetrise_upper(acc)
+
+
+def apply_rows(x: np.ndarray, fn: Callable[[np.ndarray, slice], np.ndarray],
+               width_hint: int | None = None) -> np.ndarray:
+    """``concatenate([fn(float64 x[s:e], slice(s, e)) for each block])``: a per-row result
+    (e.g. logits reduced to one number per row) without an (N, D) float64 copy."""
+    n, d = x.shape
+    parts = [fn(as64(x[s:e]), slice(s, e)) for s, e in row_blocks(n, width_hint or d)]
+    return np.concatenate(parts)
