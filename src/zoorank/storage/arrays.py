@@ -95,6 +95,7 @@ __all__ = [
     "CacheMiss",
     "CorruptEntry",
     "StoreNotWritable",
+    "StoreFull",
     "InvalidKey",
     "CODECS",
     "DEFAULT_CODEC",
@@ -148,6 +149,45 @@ class CorruptEntry(StoreError):
 
 class StoreNotWritable(StoreError, PermissionError):
     """The store root (or a folder in it) cannot be created or written."""
+
+
+class StoreFull(StoreNotWritable):
+    """A write ran out of space (ENOSPC, or EDQUOT: over quota); the message names the folder, the
+    space left and what the entry needed. Nothing was published: the partial entry is removed."""
+
+
+_NO_SPACE = frozenset({errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)})
+
+
+def _is_no_space(exc: BaseException) -> bool:
+    """True for ENOSPC / EDQUOT, also when wrapped (zarr's async writes may chain the OSError)."""
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in _NO_SPACE:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _human_bytes(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024.0
+    return f"{n} B"
+
+
+def _space_left(folder: Path) -> str:
+    """``"<free> free of <total>"`` on the file system holding ``folder`` (or its nearest parent)."""
+    probe = Path(folder)
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    try:
+        usage = shutil.disk_usage(probe)
+    except OSError as e:
+        return f"free space unknown ({e.strerror or e})"
+    return f"{_human_bytes(usage.free)} free of {_human_bytes(usage.total)}"
 
 
 # --------------------------------------------------------------------------- codecs
@@ -286,6 +326,10 @@ def _count_chunk_files(path: Path) -> int:
     return n
 
 
+def _nbytes(shape: Sequence[int], dtype: Any) -> int:
+    return int(np.dtype(dtype).itemsize * math.prod(int(s) for s in shape))
+
+
 def _n_chunks(shape: Sequence[int], chunks: Sequence[int]) -> int:
     return int(math.prod(math.ceil(s / c) for s, c in zip(shape, chunks, strict=True))) if shape else 1
 
@@ -366,7 +410,10 @@ class ArrayWriter:
             raise IndexError(f"{self.key}: rows {start}:{stop} outside 0:{self.shape[0]}")
         if self._written[start:stop].any():
             raise ValueError(f"{self.key}: rows {start}:{stop} overlap rows already written")
-        self.array[start:stop] = b
+        try:
+            self.array[start:stop] = b
+        except OSError as e:  # ENOSPC at a chunk write: name the folder and the space left
+            raise self.store._write_error(repr(self.key), self.tmp_path, e, _nbytes(self.shape, b.dtype)) from e
         self._written[start:stop] = True
         self._cursor = max(self._cursor, stop)
 
@@ -433,6 +480,21 @@ class ArrayStore:
         segs = _validate_key(key)
         return self.root.joinpath(*segs[:-1], segs[-1] + ".json")
 
+    def _write_error(self, what: str, folder: Path, exc: BaseException, needed: int | None = None) -> StoreNotWritable:
+        """The error for an OSError while writing ``what`` into ``folder``: :class:`StoreFull` (naming the
+        folder, the space left and, when known, the bytes the data needs) on ENOSPC/EDQUOT, else
+        :class:`StoreNotWritable`. Call it before removing the partial entry (the space left is then
+        what the write met)."""
+        if _is_no_space(exc):
+            need = f"; the data needs up to {_human_bytes(needed)} before compression" if needed else ""
+            return StoreFull(
+                f"cache store {self.root} is full: writing {what} into {folder.parent} failed "
+                f"(No space left on device); {_space_left(folder.parent)} there{need}. Nothing was "
+                "published (the partial entry is removed). Free space (e.g. `zoorank cache prune`) or "
+                "set ZOORANK_STORE / --store to a folder with room."
+            )
+        return StoreNotWritable(f"cannot write {what} under {self.root}: {exc}")
+
     def _writable(self) -> None:
         if self.read_only:
             raise StoreNotWritable(f"store {self.root} was opened read-only")
@@ -457,6 +519,8 @@ class ArrayStore:
         except StoreError:
             raise
         except OSError as e:
+            if _is_no_space(e):
+                raise self._write_error(f"the group {folder}", folder / "zarr.json", e) from e
             raise StoreNotWritable(
                 f"cache store {self.root} is not writable: cannot create {folder} "
                 f"({e.strerror or e.__class__.__name__}: {e.filename or folder}). "
@@ -664,8 +728,9 @@ class ArrayStore:
                 return final
             except OSError as e:
                 if e.errno not in (errno.EEXIST, errno.ENOTEMPTY, errno.EISDIR, errno.ENOTDIR):
+                    err = self._write_error(f"{key!r} (publishing)", final, e)
                     _rmtree(tmp)
-                    raise StoreNotWritable(f"cannot publish {key!r} into {final}: {e}") from e
+                    raise err from e
             try:
                 self._verify_streaming(key, final)
             except CacheMiss:
@@ -713,9 +778,10 @@ class ArrayStore:
             arr[...] = a
             self._seal(key, arr, array_sha256(a))
         except BaseException as e:
+            err = self._write_error(repr(key), tmp, e, a.nbytes) if isinstance(e, OSError) or _is_no_space(e) else None
             _rmtree(tmp)
-            if isinstance(e, OSError):
-                raise StoreNotWritable(f"cannot write {key!r} under {self.root}: {e}") from e
+            if err is not None:
+                raise err from e
             raise
         return self._publish(key, tmp, final, overwrite=overwrite)
 
@@ -749,8 +815,9 @@ class ArrayStore:
         try:
             arr = self._new_array(tmp, shape_t, dt, tuple(chunks) if chunks is not None else None, attrs, codec)
         except OSError as e:
+            err = self._write_error(repr(key), tmp, e)
             _rmtree(tmp)
-            raise StoreNotWritable(f"cannot write {key!r} under {self.root}: {e}") from e
+            raise err from e
         except BaseException:
             _rmtree(tmp)
             raise
@@ -760,7 +827,10 @@ class ArrayStore:
             if not w.complete:
                 missing = int((~w._written).sum())
                 raise StoreError(f"writer for {key!r} closed with {missing} of {shape_t[0]} rows unwritten")
-            self._seal(key, arr, _stream_checksum(arr))
+            try:
+                self._seal(key, arr, _stream_checksum(arr))
+            except OSError as e:
+                raise self._write_error(repr(key), tmp, e, _nbytes(shape_t, dt)) from e
         except BaseException:
             _rmtree(tmp)
             raise
@@ -793,6 +863,8 @@ class ArrayStore:
         try:
             _atomic_write_text(path, json.dumps(doc, sort_keys=True, allow_nan=True))
         except OSError as e:
+            if _is_no_space(e):
+                raise self._write_error(f"record {key!r}", path, e, len(body)) from e
             raise StoreNotWritable(f"cannot write record {key!r} at {path}: {e}") from e
         return path
 
