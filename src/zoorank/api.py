@@ -1,6 +1,9 @@
 """Python API: ``zoorank.rank(zoo, dataset, ...)`` -> pandas DataFrame (one row per pair)."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+import dataclasses
+from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
@@ -34,32 +37,75 @@ def check_datasets(datasets: list[str]) -> None:
         dataset_info(d)
 
 
-def _check_locations(settings: Settings, track: bool) -> None:
-    """Fail fast, before any work, on an unwritable store or an unreachable tracking URI."""
-    from zoorank.storage.arrays import ArrayStore
+def _check_locations(settings: Settings, track: bool) -> Settings:
+    """Fail fast, before any work, on an unwritable store or an unreachable tracking URI. Returns
+    the settings to run with: an existing store that cannot be written (a read-only team cache)
+    becomes the read store in front of ``<home>/store.zarr`` (zoorank.storage.layered, says so)."""
+    from zoorank.storage.layered import open_store, resolve_read_only_store
 
-    ArrayStore(settings.store)          # creates the store or raises StoreNotWritable naming it
+    settings = resolve_read_only_store(settings)  # creates the store, or raises StoreNotWritable naming it
+    open_store(settings).check_writable()         # a real write; a missing --read-store fails naming it
     if track:
         from zoorank.storage.tracking import Tracker
 
         Tracker.from_settings(settings)  # raises TrackingUnavailable naming the URI
+    return settings
 
 
-def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: int | None = 100,
+def normalise_per_class(per_class) -> int | None:
+    """One convention for "all images", in the API and the CLI: ``None``, ``0`` and ``"all"``
+    mean every image of the split; a positive integer is an upper bound per class (a smaller
+    class is used whole, and the output says so)."""
+    if per_class is None or (isinstance(per_class, str) and per_class.strip().lower() == "all"):
+        return None
+    try:
+        value = int(per_class)
+    except (TypeError, ValueError):
+        raise ValueError(f"per_class must be a positive integer, 0 or 'all' (every image), got {per_class!r}") from None
+    if isinstance(per_class, bool) or value < 0 or (isinstance(per_class, float) and per_class != value):
+        raise ValueError(f"per_class must be a positive integer, 0 or 'all' (every image), got {per_class!r}")
+    return value or None
+
+
+@dataclass
+class RankingResult:
+    """``table`` (one row per dataset x model), ``run_id`` (MLflow parent run or None), ``ties``
+    (``{dataset: TieSet}``), ``notes`` (``{dataset: [text]}``), ``from_cache`` (every stage was
+    served from the store without starting Prefect)."""
+
+    table: pd.DataFrame
+    run_id: str | None
+    ties: dict = field(default_factory=dict)
+    notes: dict = field(default_factory=dict)
+    from_cache: bool = False
+
+
+def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: int | str | None = 100,
          split: str = "train", seed: int = 0, metrics: list[str] | None = None,
          metric_params: dict | None = None, lead_params: LeadParams | None = None,
-         settings: Settings | None = None, device: str = "cpu", batch_size: int = 64,
+         settings: Settings | None = None, read_store: str | None = None, device: str = "cpu", batch_size: int = 64,
          workers: int = 2, runner: str = "thread", dask_address: str | None = None,
          data_root: str | None = None, track: bool = True, new_run: bool = False,
-         return_run_id: bool = False, memory_limit: str | None = None):
+         return_run_id: bool = False, memory_limit: str | None = None, details: bool = False,
+         use_cache_path: bool = True):
     """Rank the backbones of ``zoo`` on ``dataset`` by LEAD and every baseline.
 
+    ``per_class``: at most this many images per class (``None``, ``0`` or ``"all"``: every image).
     Runs the Prefect ``rank`` flow (a temporary local Prefect server unless PREFECT_API_URL
     points at a real one); intermediates are cached in the Zarr store of ``settings`` and
-    results logged to its MLflow tracking URI. Returns the ranking table.
+    results logged to its MLflow tracking URI. When every stage of every pair is already in the
+    store (and ``use_cache_path``), the ranking is served from it without starting Prefect.
+    Returns the ranking table; ``(table, run_id)`` with ``return_run_id``; a
+    :class:`RankingResult` with ``details``.
     """
+    from zoorank import pipeline, progress
+    from zoorank.ranking import pairs_from_cache, subset_notes
+
     settings = settings or Settings.from_env()
+    if read_store is not None:  # a read-only store read before computing (zoorank.storage.layered)
+        settings = dataclasses.replace(settings, read_store=Path(read_store).expanduser().absolute())
     apply_offline_defaults(settings)
+    per_class = normalise_per_class(per_class)
     datasets = [dataset] if isinstance(dataset, str) else list(dataset)
     specs = resolve_specs(zoo)
     check_datasets(datasets)
@@ -67,13 +113,42 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
         from zoorank.metrics.registry import get_metric
         for m in metrics:
             get_metric(m)
-    _check_locations(settings, track)
-    from zoorank.flows.rank import rank_flow
-    from zoorank.flows.runners import flow_settings, make_task_runner
+    metrics = list(metrics or pipeline.default_metrics())
+    metric_params = dict(metric_params or {})
+    lead_params = lead_params or LeadParams()
+    settings = _check_locations(settings, track)
+    subset = SubsetSpec(split=split, per_class=per_class, seed=seed)
+    zoo_label = zoo if isinstance(zoo, str) else None
+    images = {d: pipeline.load_subset(d, subset, data_root) for d in datasets}
+    notes = subset_notes(images, per_class, split)
+    cached = pairs_from_cache(settings.store, specs, images, metrics, metric_params, lead_params, device) \
+        if use_cache_path else None
+    if cached is not None:
+        from zoorank.ranking import finish_ranking
 
-    with flow_settings():
-        flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address, memory_limit))
-        result = flow(specs, datasets, SubsetSpec(split=split, per_class=per_class, seed=seed), metrics,
-                      metric_params, lead_params, settings, device, batch_size, data_root, track, new_run)
+        progress.note(f"every stage of the {len(cached[0])} pairs is cached: served from {settings.store}")
+        result = finish_ranking(settings, *cached, subset=subset, metrics=metrics, metric_params=metric_params,
+                                lead_params=lead_params, track=track, new_run=new_run, zoo=zoo_label)
+    else:
+        from zoorank.flows.rank import rank_flow
+        from zoorank.flows.runners import flow_settings, make_task_runner
+
+        n_pairs = len(datasets) * len(specs)
+        lead = n_pairs if "lead" in metrics else 0
+        progress.plan(n_pairs, {"features": n_pairs, "svm_logits": lead, "ntk_eigenvalues": lead,
+                                "score": n_pairs * len(metrics)})
+        try:
+            with flow_settings():
+                flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address,
+                                                                           memory_limit))
+                result = flow(specs, datasets, subset, metrics, metric_params, lead_params, settings, device,
+                              batch_size, data_root, track, new_run, zoo_label)
+        finally:
+            progress.stop()
+    from zoorank.reporting.ties import TieSet
+
     table = pd.DataFrame(result["table"])
+    if details:
+        return RankingResult(table, result["run_id"], {d: TieSet.from_dict(t) for d, t in result["ties"].items()},
+                             notes, from_cache=cached is not None)
     return (table, result["run_id"]) if return_run_id else table

@@ -1,8 +1,10 @@
-"""``zoorank`` command line: rank, list, show, cache.
+"""``zoorank`` command line: rank, list, show, report, cache.
 
-    zoorank rank --zoo default --dataset fashion_mnist --per-class 100
+    zoorank rank --zoo default --dataset emoji --per-class 10
+    zoorank rank ... --format table|csv|json|markdown --all-metrics --report -v
     zoorank list models|datasets|metrics
     zoorank show <run-id>
+    zoorank report <run-id>                  (one self-contained HTML page, logged to the run)
     zoorank cache info|prune
     zoorank serve --zoo my_zoo.yaml --dataset digits --cron "0 3 * * *"   (needs PREFECT_API_URL)
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+from pathlib import Path
 
 from zoorank.config import Settings, apply_offline_defaults
 
@@ -19,6 +22,8 @@ def _location_flags(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("locations (default: ./.zoorank; env ZOORANK_HOME, ZOORANK_STORE, ...)")
     g.add_argument("--home", help="project folder holding the defaults below")
     g.add_argument("--store", help="Zarr store of cached arrays")
+    g.add_argument("--read-store", help="a read-only store (team cache) read before computing; new stages "
+                                        "go to --store (env ZOORANK_READ_STORE)")
     g.add_argument("--tracking-uri", help="MLflow tracking URI (sqlite:///... or http://host:port)")
     g.add_argument("--artifact-root", help="MLflow artifact folder for new experiments")
     g.add_argument("--prefect-home", help="PREFECT_HOME of the temporary Prefect server")
@@ -26,11 +31,30 @@ def _location_flags(p: argparse.ArgumentParser) -> None:
 
 def _settings(args) -> Settings:
     return Settings.from_env(home=args.home, store=args.store, tracking_uri=args.tracking_uri,
-                             artifact_root=args.artifact_root, prefect_home=args.prefect_home)
+                             artifact_root=args.artifact_root, prefect_home=args.prefect_home,
+                             read_store=args.read_store)
 
 
 def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
+
+
+def _per_class(text: str):
+    """``--per-class``: a positive integer (at most that many images per class) or ``all``/``0``."""
+    from zoorank.api import normalise_per_class
+
+    try:
+        return normalise_per_class(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).replace("per_class", "--per-class")) from None
+
+
+def _output_flags(p: argparse.ArgumentParser) -> None:
+    from zoorank.reporting.render import FORMATS
+
+    p.add_argument("--format", choices=FORMATS, default="table", help="how the ranking is printed (default: table)")
+    p.add_argument("--all-metrics", action="store_true",
+                   help="every metric's raw score, not just the recommended order, LEAD and three baselines' ranks")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -42,7 +66,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--zoo", default="default", help="'default', a zoo YAML file, or model ids (comma-separated)")
     r.add_argument("--dataset", action="append", required=True,
                    help="dataset id (repeat for several): e.g. digits, fashion_mnist, imagefolder:/path")
-    r.add_argument("--per-class", type=int, default=100, help="images per class to score (0 = all)")
+    r.add_argument("--per-class", type=_per_class, default=100,
+                   help="at most this many images per class ('all' or 0: every image; default 100)")
     r.add_argument("--split", default="train", help="which stratified split to score (train/val/test/all)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--metrics", help="comma-separated metric names (default: all)")
@@ -55,7 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--data-root", help="root folder for torchvision datasets")
     r.add_argument("--new-run", action="store_true", help="always log a new MLflow parent run")
     r.add_argument("--no-track", action="store_true", help="do not log to MLflow")
-    r.add_argument("--csv", help="also write the ranking table to this CSV file")
+    r.add_argument("--csv", help="also write the full ranking table (every metric) to this CSV file")
+    r.add_argument("--report", nargs="?", const="", metavar="HTML",
+                   help="also write the HTML report (default file: zoorank-report-<run>.html) and log it to MLflow")
+    r.add_argument("-v", "--verbose", action="store_true", help="one progress line per finished stage")
+    _output_flags(r)
     _location_flags(r)
 
     ls = sub.add_parser("list", help="list known models, datasets or metrics")
@@ -63,7 +92,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="print a logged ranking again (from MLflow)")
     sh.add_argument("run_id")
+    _output_flags(sh)
     _location_flags(sh)
+
+    rp = sub.add_parser("report", help="write one self-contained HTML page for a logged ranking and log it "
+                                       "to its MLflow run")
+    rp.add_argument("run_id")
+    rp.add_argument("--out", help="HTML file (default: zoorank-report-<run>.html)")
+    rp.add_argument("--ground-truth", default="auto",
+                    help="fine-tuned accuracies to plot scores against: a CSV (dataset,model,accuracy|test_top1), "
+                         "an MLflow ground-truth run id, 'mlflow' (newest), 'none', or 'auto' (default: the "
+                         "shipped results/ground_truth.csv when it covers the datasets)")
+    _location_flags(rp)
 
     c = sub.add_parser("cache", help="inspect or prune the array cache")
     c.add_argument("action", choices=["info", "prune"])
@@ -78,7 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     sv.add_argument("--cron", default="0 3 * * *", help="cron schedule (default: daily at 03:00)")
     sv.add_argument("--timezone", help="IANA time zone of the cron schedule (default UTC)")
     sv.add_argument("--name", default="rerank-zoo", help="deployment name")
-    sv.add_argument("--per-class", type=int, default=100)
+    sv.add_argument("--per-class", type=_per_class, default=100, help="at most this many per class ('all': every image)")
     sv.add_argument("--metrics", help="comma-separated metric names (default: all)")
     sv.add_argument("--device", default="cpu")
     sv.add_argument("--runner", choices=["thread", "dask"], default="thread")
@@ -90,46 +130,61 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _print_table(df, metrics: list[str]) -> None:
-    import pandas as pd
+def _width() -> int:
+    import shutil
 
-    cols = ["rank", "model", *[m for m in metrics if m in df], "seconds"]
-    with pd.option_context("display.width", 200, "display.max_columns", 40,
-                           "display.float_format", lambda v: f"{v:.4g}"):
-        for dataset, part in df.groupby("dataset", sort=True):
-            print(f"\n== {dataset}: predicted fine-tuning ranking (by LEAD; higher score = better) ==")
-            print(part[cols].to_string(index=False))
-            failed = part[part["failed"].astype(bool)] if "failed" in part else part.iloc[0:0]
-            for _, row in failed.iterrows():
-                print(f"   {row['model']}: failed metrics -> {row['failed']}")
+    return shutil.get_terminal_size(fallback=(80, 24)).columns
+
+
+def _print_ranking(table, ties: dict, notes: dict, args) -> None:
+    from zoorank.reporting.render import render
+    from zoorank.reporting.summary import best_baselines
+
+    text = render(table, args.format, baselines=best_baselines(), ties=ties, notes=notes,
+                  all_metrics=args.all_metrics, width=_width())
+    sys.stdout.write(text)
+    if args.format == "table":
+        failed = table[table["failed"].fillna("").astype(str) != ""] if "failed" in table else table.iloc[0:0]
+        for _, row in failed.iterrows():
+            print(f"   {row['model']} @ {row['dataset']}: failed metrics -> {row['failed']}")
 
 
 def cmd_rank(args) -> int:
-    from zoorank import progress
+    from zoorank import interrupt, progress
     from zoorank.api import rank
+
+    from zoorank.storage.layered import describe as describe_store, resolve_read_only_store
 
     settings = _settings(args)
     apply_offline_defaults(settings)
-    progress.enable()
+    settings = resolve_read_only_store(settings)  # a read-only --store is read through, not a failure
+    interrupt.install(store=settings.store)
+    progress.enable("verbose" if args.verbose else "auto")
     metrics = _csv(args.metrics)
     start = time.perf_counter()
     print(f"zoorank: ranking zoo {args.zoo!r} on {', '.join(args.dataset)} "
-          f"({args.per_class or 'all'} per class); cache {settings.store}", file=sys.stderr)
-    table, run_id = rank(args.zoo, args.dataset, per_class=args.per_class or None, split=args.split,
-                         seed=args.seed, metrics=metrics, settings=settings, device=args.device,
-                         batch_size=args.batch_size, workers=args.workers, runner=args.runner,
-                         dask_address=args.address, data_root=args.data_root, track=not args.no_track,
-                         new_run=args.new_run, return_run_id=True, memory_limit=args.memory_limit)
-    from zoorank.pipeline import default_metrics
-    _print_table(table, metrics or default_metrics())
+          f"({'all images' if args.per_class is None else f'at most {args.per_class}'} per class); "
+          f"cache {describe_store(settings)}", file=sys.stderr)
+    res = rank(args.zoo, args.dataset, per_class=args.per_class, split=args.split,
+               seed=args.seed, metrics=metrics, settings=settings, device=args.device,
+               batch_size=args.batch_size, workers=args.workers, runner=args.runner,
+               dask_address=args.address, data_root=args.data_root, track=not args.no_track,
+               new_run=args.new_run, details=True, memory_limit=args.memory_limit)
+    _print_ranking(res.table, res.ties, res.notes, args)
     if args.csv:
-        table.to_csv(args.csv, index=False)
-    print(f"\ndone in {time.perf_counter() - start:.1f} s")
-    print(f"cached arrays: {settings.store}")
-    if run_id:
-        print(f"MLflow run:    {run_id}  (tracking URI {settings.tracking_uri})")
-        print(f"               view: mlflow ui --backend-store-uri {settings.tracking_uri}")
-        print(f"               again: zoorank show {run_id}")
+        res.table.to_csv(args.csv, index=False)
+    report = None
+    if args.report is not None:
+        report = _write_report(settings, res.run_id, res.table, res.ties, res.notes, args.report or None, "auto")
+    took = time.perf_counter() - start
+    how = "every stage from the cache" if res.from_cache else "Prefect flow"
+    lines = [f"done in {took:.1f} s ({how}); cached arrays: {settings.store}"]
+    if report:
+        lines.append(f"report: {report}")
+    if res.run_id:
+        lines.append(f"MLflow run {res.run_id}: zoorank show {res.run_id} | zoorank report {res.run_id}")
+        lines.append(f"  browse: mlflow ui --backend-store-uri {settings.tracking_uri}")
+    print("\n".join(lines), file=sys.stderr if args.format != "table" else sys.stdout)
     return 0
 
 
@@ -153,12 +208,40 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from zoorank.tracking_report import load_ranking
+    from zoorank.tracking_report import load_ranking, load_ties
 
     settings = _settings(args)
     apply_offline_defaults(settings)
-    table, metrics = load_ranking(settings, args.run_id)
-    _print_table(table, metrics)
+    table, _ = load_ranking(settings, args.run_id)
+    _print_ranking(table, load_ties(settings, args.run_id), {}, args)
+    return 0
+
+
+def _write_report(settings, run_id, table, ties, notes, out, ground_truth) -> str:
+    """Write the HTML report of a ranking; log it to ``run_id`` (when there is one)."""
+    from pathlib import Path
+
+    from zoorank.reporting.html import write_html_report
+    from zoorank.tracking_report import log_report, report_truth
+
+    truth, truth_note = report_truth(settings, ground_truth, sorted(set(table["dataset"])))
+    path = Path(out or f"zoorank-report-{(run_id or 'ranking')[:12]}.html")
+    write_html_report(path, table, ties=ties, notes=notes, truth=truth, truth_note=truth_note, run_id=run_id,
+                      tracking_uri=settings.tracking_uri if run_id else None)
+    if run_id:
+        log_report(settings, run_id, path)
+    return str(path)
+
+
+def cmd_report(args) -> int:
+    from zoorank.tracking_report import load_ranking, load_ties
+
+    settings = _settings(args)
+    apply_offline_defaults(settings)
+    table, _ = load_ranking(settings, args.run_id)
+    path = _write_report(settings, args.run_id, table, load_ties(settings, args.run_id), {}, args.out,
+                         args.ground_truth)
+    print(f"report: {path} (logged to MLflow run {args.run_id} as report/{Path(path).name})")
     return 0
 
 
@@ -189,14 +272,26 @@ def cmd_serve(args) -> int:
     print(f"zoorank: serving deployment rerank/{args.name} ({args.cron}) on {url}; Ctrl-C to stop",
           file=sys.stderr)
     serve(args.zoo, args.dataset, cron=args.cron, name=args.name, timezone=args.timezone, settings=settings,
-          run_now=args.run_now, per_class=args.per_class or None, metrics=_csv(args.metrics),
+          run_now=args.run_now, per_class=args.per_class, metrics=_csv(args.metrics),
           device=args.device, runner=args.runner, workers=args.workers, dask_address=args.address)
     return 0
 
 
+def _quiet_libraries() -> None:
+    """No download bars or schema-migration INFO lines from MLflow among zoorank's output."""
+    import logging
+    import os
+
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    for name in ("mlflow.store.db.utils", "alembic.runtime.migration", "mlflow.tracking.fluent"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
-    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "cache": cmd_cache, "serve": cmd_serve,
+    _quiet_libraries()
+    handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "report": cmd_report, "cache": cmd_cache,
+               "serve": cmd_serve,
                "ground-truth": cmd_ground_truth, "benchmark": cmd_benchmark}[args.command]
     try:
         return handler(args)

@@ -1,6 +1,15 @@
-"""Log a finished ranking to MLflow (parent run + nested run per pair) and read it back."""
+"""Log a ranking to MLflow (parent run + nested run per pair) and read it back.
+
+Parent run: tags ``zoorank.kind=ranking``, ``zoorank.datasets``, ``zoorank.zoo``,
+``zoorank.metric_versions`` (``metric=version,...``), ``zoorank.recommended``; per-model metrics
+``<dataset>.<model>.<metric>`` and ``<dataset>.<model>.rank``; the table per dataset as CSV + bar
+plot (``rankings/``) and as an MLflow logged table (``tables/ranking_<dataset>.json``, which the
+UI's "Evaluation" / artifact view renders); the tie sets (``ties.json``). The run is opened before
+the pairs run (:func:`open_ranking`) so that an interrupted ranking is marked KILLED.
+"""
 from __future__ import annotations
 
+import json
 import re
 
 import pandas as pd
@@ -10,23 +19,53 @@ from zoorank.faults import kill_point
 from zoorank.pipeline import PairOutcome, logical_key
 from zoorank.stages import SubsetSpec
 
+TIES_ARTIFACT = "ties.json"
+REPORT_ARTIFACT = "report"
 
-def log_ranking(settings: Settings, outcomes: list[PairOutcome], table: pd.DataFrame, *,
-                subset: SubsetSpec, metrics: list[str], params: dict, new_run: bool = False) -> str:
-    """One parent run per logical ranking (a rerun of the same ranking reuses it unless
-    ``new_run``), a finished nested run per (model, dataset) with every score, per-stage
-    timings and cache hits, and the table (CSV + plot) per dataset as artifacts."""
+
+def _safe(name: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]+", "_", name)
+
+
+def metric_versions(metrics: list[str]) -> str:
+    from zoorank.metrics.registry import get_metric
+
+    return ",".join(f"{m}={get_metric(m).version}" for m in metrics)
+
+
+def open_ranking(settings: Settings, models: dict[str, str], datasets: dict[str, str], *, subset: SubsetSpec,
+                 metrics: list[str], params: dict, new_run: bool = False, zoo: str | None = None):
+    """The parent run of a ranking (``models``: id -> identity; ``datasets``: id -> labels key),
+    reused when the same logical ranking was logged before unless ``new_run``. Returns a
+    :class:`zoorank.storage.tracking.RankingRun` (a context manager: FINISHED, FAILED or
+    KILLED on Ctrl-C)."""
     from zoorank.storage.tracking import Tracker
 
     tracker = Tracker.from_settings(settings)
-    models = {o.model: {"identity": o.identity} for o in outcomes}
-    datasets = {o.dataset: {"fingerprint": o.keys["labels"]} for o in outcomes}
-    key = logical_key(list(models.values()), list(datasets.values()), subset, metrics, params)
+    key = logical_key([{"identity": i} for i in models.values()], [{"fingerprint": f} for f in datasets.values()],
+                      subset, metrics, params)
     name = f"rank {len(models)} models x {', '.join(sorted(datasets))}"
     run_params = {"subset": subset.as_dict(), "metrics": ",".join(metrics), "models": ",".join(sorted(models)),
                   "datasets": ",".join(sorted(datasets)), **params}
-    with tracker.start_ranking(name, run_params, {"datasets": ",".join(sorted(datasets))},
-                               logical_key=key, reuse=not new_run) as parent:
+    tags = {"datasets": ",".join(sorted(datasets)), "zoorank.datasets": ",".join(sorted(datasets)),
+            "zoorank.zoo": zoo or ",".join(sorted(models)), "zoorank.metric_versions": metric_versions(metrics),
+            "zoorank.per_class": "all" if subset.per_class is None else str(subset.per_class)}
+    return tracker.start_ranking(name, run_params, tags, logical_key=key, reuse=not new_run)
+
+
+def log_ranking(settings: Settings, outcomes: list[PairOutcome], table: pd.DataFrame, *,
+                subset: SubsetSpec, metrics: list[str], params: dict, new_run: bool = False,
+                ties: dict | None = None, run=None, zoo: str | None = None) -> str:
+    """Log a finished ranking: a finished nested run per (model, dataset) with every score,
+    per-stage timings and cache hits; per-model metrics, the table (CSV + plot + logged table)
+    and the tie sets on the parent. ``run``: a parent opened by :func:`open_ranking` (closed
+    here); otherwise one is opened. A parent that had already finished is left as it was."""
+    if run is None:
+        models = {o.model: o.identity for o in outcomes}
+        datasets = {o.dataset: o.keys["labels"] for o in outcomes}
+        run = open_ranking(settings, models, datasets, subset=subset, metrics=metrics, params=params,
+                           new_run=new_run, zoo=zoo)
+    with run as parent:
         if parent.was_finished:
             return parent.run_id
         for i, o in enumerate(outcomes):
@@ -35,10 +74,30 @@ def log_ranking(settings: Settings, outcomes: list[PairOutcome], table: pd.DataF
             parent.log_pair(o.model, o.dataset, params={"identity": o.identity, **{
                 f"failed.{m}": why[:240] for m, why in o.errors.items()}},
                 scores=o.scores, timings=o.timings, cache_hits=o.cache_hits)
-        for dataset, part in table.groupby("dataset"):
-            parent.log_table(part.reset_index(drop=True), name=re.sub(r"[^A-Za-z0-9_-]+", "_", f"ranking_{dataset}"),
-                             score_column="lead" if "lead" in part else None, label_column="model")
+        _log_parent(parent, table, metrics, ties or {})
     return parent.run_id
+
+
+def _log_parent(parent, table: pd.DataFrame, metrics: list[str], ties: dict) -> None:
+    from zoorank.reporting.summary import recommended_column, within_ranks
+
+    tracker = parent.tracker
+    score = recommended_column(table)
+    per_model = {}
+    for dataset, part in table.groupby("dataset"):
+        ranks = within_ranks(part[score])
+        for (_, row), r in zip(part.iterrows(), ranks):
+            prefix = f"{_safe(dataset)}.{_safe(row['model'])}"
+            per_model.update({f"{prefix}.{m}": float(row[m]) for m in metrics if pd.notna(row.get(m))})
+            if pd.notna(r):
+                per_model[f"{prefix}.rank"] = float(r)
+        name = _safe(f"ranking_{dataset}")
+        part = part.reset_index(drop=True)
+        parent.log_table(part, name=name, score_column=score if score in part else None, label_column="model")
+        tracker.client.log_table(parent.run_id, data=part, artifact_file=f"tables/{name}.json")
+    tracker.log_metrics(parent.run_id, per_model)
+    tracker._log(parent.run_id, tags={"zoorank.recommended": score})
+    tracker.client.log_dict(parent.run_id, {d: t.as_dict() for d, t in ties.items()}, TIES_ARTIFACT)
 
 
 def load_ranking(settings: Settings, run_id: str) -> tuple[pd.DataFrame, list[str]]:
@@ -48,3 +107,59 @@ def load_ranking(settings: Settings, run_id: str) -> tuple[pd.DataFrame, list[st
     table = Tracker.from_settings(settings).find_ranking(run_id)
     fixed = {"dataset", "rank", "model", "seconds", "cached_stages", "failed", "table"}
     return table, [c for c in table.columns if c not in fixed]
+
+
+def load_ties(settings: Settings, run_id: str) -> dict:
+    """``{dataset: TieSet}`` logged with the run (empty for runs logged before tie sets)."""
+    from zoorank.reporting.ties import TieSet
+    from zoorank.storage.tracking import Tracker
+
+    import tempfile
+
+    tracker = Tracker.from_settings(settings)
+    if TIES_ARTIFACT not in [f.path for f in tracker.client.list_artifacts(run_id)]:
+        return {}
+    with tempfile.TemporaryDirectory(prefix="zoorank-ties-") as tmp:
+        with open(tracker.client.download_artifacts(run_id, TIES_ARTIFACT, dst_path=tmp)) as fh:
+            data = json.load(fh)
+    return {d: TieSet.from_dict(t) for d, t in data.items()}
+
+
+def log_report(settings: Settings, run_id: str, path) -> str:
+    """Log the HTML report file to the run as ``report/<name>``; returns the artifact path."""
+    from pathlib import Path
+
+    from zoorank.storage.tracking import Tracker
+
+    Tracker.from_settings(settings).client.log_artifact(run_id, str(path), artifact_path=REPORT_ARTIFACT)
+    return f"{REPORT_ARTIFACT}/{Path(path).name}"
+
+
+SHIPPED_TRUTH = "results/ground_truth.csv"
+
+
+def report_truth(settings: Settings, ground_truth: str | None, datasets: list[str]):
+    """Fine-tuned accuracies for the report: ``(DataFrame dataset, model, accuracy | None, note)``.
+
+    ``auto``: the shipped reduced-budget ground truth (``results/ground_truth.csv``) when it
+    covers one of ``datasets``, else none; ``none``: none; otherwise what
+    :func:`zoorank.flows.benchmark.load_truth` accepts (a CSV, an MLflow run id, ``mlflow``).
+    """
+    from pathlib import Path
+
+    if ground_truth in (None, "none"):
+        return None, ""
+    if ground_truth == "auto":
+        path = Path(__file__).resolve().parents[2] / SHIPPED_TRUTH
+        if not path.is_file():
+            return None, ""
+        df = pd.read_csv(path, comment="#")
+        df = df.rename(columns={"test_top1": "accuracy"}) if "accuracy" not in df else df
+        df = df[df["dataset"].isin(datasets)][["dataset", "model", "accuracy"]]
+        note = (f"ground truth: {SHIPPED_TRUTH}, the shipped reduced-budget CPU fine-tuning (see its header); "
+                "noisy, not the literature's protocol")
+        return (df, note) if len(df) else (None, "")
+    from zoorank.flows.benchmark import load_truth
+
+    df = load_truth(ground_truth, settings)
+    return df[df["dataset"].isin(datasets)], f"ground truth: {ground_truth}"

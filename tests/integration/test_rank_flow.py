@@ -70,9 +70,12 @@ def test_unknown_ids_are_named(prefect_server, settings):
         rank(["cnn_mnist"], "digitz", per_class=2, settings=settings)
 
 
-def test_per_class_larger_than_data_is_named(prefect_server, settings):
-    with pytest.raises(Exception, match="digits"):
-        rank(["cnn_mnist"], "digits", per_class=5000, settings=settings, track=False)
+def test_per_class_is_an_upper_bound_and_the_output_says_so(prefect_server, settings):
+    """per_class means "at most": a split smaller than asked uses all its images and says so."""
+    res = rank(["cnn_mnist"], "digits", per_class=5000, metrics=["logme"], settings=settings, track=False,
+               details=True)
+    assert len(res.table) == 1 and np.isfinite(res.table["logme"]).all()
+    assert "used whole" in res.notes["digits"][0] and "fewer than 5000" in res.notes["digits"][0]
 
 
 @pytest.mark.parametrize("what, expected", [("models", "efficientnet_lite0"), ("datasets", "fashion_mnist"),

@@ -1,0 +1,98 @@
+"""Which models are tied at the top: a paired bootstrap over the scored images.
+
+A ranking score that is a mean over images (LEAD: minus the mean cross-entropy of Eq. 7,
+Hu et al., CVPR 2024) has a sampling error: another draw of the same number of images could put
+another model first. :func:`top_tie_set` resamples the images with replacement (the same
+resample for every model, since every model scored the same images), recomputes each model's
+mean and counts how often each model comes first (Efron & Tibshirani, *An Introduction to the
+Bootstrap*, 1993, ch. 6). Models that come first in at least ``threshold`` (default 10%) of the
+resamples form the tie set: the data do not separate them from the winner.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Mapping
+
+import numpy as np
+
+__all__ = ["TieSet", "top_tie_set", "lead_image_scores"]
+
+
+@dataclass(frozen=True)
+class TieSet:
+    """``models``: tied at the top, most often first first; ``share``: every model's share of
+    the resamples in which it came first (shares of exact ties split evenly; they sum to 1)."""
+
+    models: list[str]
+    share: dict[str, float] = field(default_factory=dict)
+    n_boot: int = 0
+    threshold: float = 0.1
+    n_images: int = 0
+    score: str = "lead"
+
+    def as_dict(self) -> dict:
+        return {"models": list(self.models), "share": dict(self.share), "n_boot": self.n_boot,
+                "threshold": self.threshold, "n_images": self.n_images, "score": self.score}
+
+    @classmethod
+    def from_dict(cls, d: Mapping) -> "TieSet":
+        return cls(list(d["models"]), dict(d.get("share", {})), int(d.get("n_boot", 0)),
+                   float(d.get("threshold", 0.1)), int(d.get("n_images", 0)), str(d.get("score", "lead")))
+
+
+def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, threshold: float = 0.1,
+                seed: int = 0, score: str = "lead", chunk: int = 100) -> TieSet:
+    """Tie set of the models whose score is ``mean(image_scores[model])`` (higher = better).
+
+    Every array must have one entry per scored image, in the same image order. A model with a
+    non-finite entry cannot be resampled and never comes first (its share is 0). Resample ``b``
+    draws N image indices uniformly with replacement, i.e. multinomial counts ``w_b`` with
+    ``sum w_b = N``, and model m's resampled score is ``S_m . w_b / N`` (one matrix product per
+    chunk of resamples, so memory stays ``chunk x N``).
+    """
+    if not image_scores:
+        raise ValueError("top_tie_set needs at least one model")
+    if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 1):
+        raise ValueError(f"n_boot must be a positive integer, got {n_boot!r}")
+    if not 0 < threshold <= 1:
+        raise ValueError(f"threshold must be in (0, 1], got {threshold!r}")
+    models = list(image_scores)
+    arrays = [np.asarray(image_scores[m], dtype=np.float64).ravel() for m in models]
+    sizes = {m: a.size for m, a in zip(models, arrays)}
+    if len(set(sizes.values())) != 1 or arrays[0].size == 0:
+        raise ValueError(f"every model needs one score per scored image (the same images); got sizes {sizes}")
+    s = np.stack(arrays)                                   # (M, N)
+    usable = np.isfinite(s).all(axis=1)
+    n = s.shape[1]
+    wins = np.zeros(len(models))
+    if usable.any():
+        su = s[usable]
+        rng = np.random.default_rng(seed)
+        for start in range(0, int(n_boot), chunk):
+            b = min(chunk, int(n_boot) - start)
+            draws = rng.integers(0, n, size=(b, n))
+            counts = np.zeros((b, n))
+            np.add.at(counts, (np.repeat(np.arange(b), n), draws.ravel()), 1.0)
+            means = su @ counts.T / n                      # (M_usable, b)
+            best = means.max(axis=0)
+            first = means >= best - 1e-12 * np.maximum(1.0, np.abs(best))  # exact ties share the win
+            wins[usable] += (first / first.sum(axis=0)).sum(axis=1)
+    share = {m: float(w / n_boot) for m, w in zip(models, wins)}
+    tied = sorted((m for m in models if share[m] >= threshold), key=lambda m: (-share[m], models.index(m)))
+    return TieSet(tied, share, int(n_boot), float(threshold), int(n), score)
+
+
+def lead_image_scores(log_init, labels, class_eigenvalues, *, eta_t: float = 1.0,
+                      eigenvalue_scale: str = "mean", apply_softmax: bool = False) -> np.ndarray:
+    """Per-image LEAD score ``-CE(F(x_i), y_i)`` (Eq. 7 of Hu et al., CVPR 2024, via
+    :func:`zoorank.metrics.lead.evolve_logits`); its mean is ``lead_score`` with the same cached
+    inputs and parameters (checked in ``tests/unit/test_ties.py``)."""
+    from zoorank.metrics.lead import _LOG_FLOOR, _log_softmax, evolve_logits
+    from zoorank.metrics.validation import encode_labels
+
+    codes, _ = encode_labels(labels)
+    final = evolve_logits(log_init, labels, class_eigenvalues, eta_t, eigenvalue_scale=eigenvalue_scale)
+    rows = np.arange(codes.shape[0])
+    if apply_softmax:
+        return _log_softmax(final)[rows, codes]
+    return np.log(np.maximum(final[rows, codes], _LOG_FLOOR))
