@@ -16,6 +16,7 @@ from importlib import metadata
 
 from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry, StoreNotWritable
 from zoorank.storage.keys import content_digest, content_key
+from zoorank.zoo.spec import CARD_FIELDS
 
 __all__ = ["model_identity", "compute_identity", "identity_record_key"]
 
@@ -47,6 +48,8 @@ def identity_record_key(spec) -> str:
     spec = _spec(spec)
     fields = dataclasses.asdict(spec)
     fields.pop("origin", None)  # where the entry was written, not what it is
+    for name in CARD_FIELDS:     # what its model card says, not what it computes
+        fields.pop(name, None)
     return content_key("model_identity", spec=fields, packages=_package_versions(spec))
 
 

@@ -104,7 +104,9 @@ SOURCE_FIELDS: dict[str, tuple[str, ...]] = {
     "timm": ("checkpoint",) + _OVERRIDES,
     "local": ("path", "arch", "format") + _OVERRIDES,
 }
-_COMMON = ("id", "source", "description")
+_COMMON = ("id", "source", "description", "source_accuracy", "parameters")
+#: descriptive fields (the model card, zoorank.zoo.cards): they never enter a model's identity
+CARD_FIELDS = ("source_accuracy", "parameters")
 _ALL_FIELDS = set(_COMMON).union(*SOURCE_FIELDS.values())
 
 
@@ -134,6 +136,8 @@ class ModelSpec:
     pixel_scale: float | None = None
     source_task: str | None = None
     licence: str | None = None
+    source_accuracy: float | None = None    # top-1 on its source task in [0, 1] (model card)
+    parameters: int | None = None            # parameter count (model card)
     base_dir: str | None = field(default=None, compare=False)
     origin: str | None = field(default=None, compare=False)
 
@@ -168,7 +172,11 @@ def _check_type(value: Any, fld: str, origin: str) -> Any:
         if not isinstance(value, str) or not value.strip():
             raise _err(origin, fld, f"expected a non-empty string, got {value!r}")
         return value.strip()
-    if fld == "num_classes":
+    if fld == "source_accuracy":
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise _err(origin, fld, f"expected a top-1 accuracy as a fraction in [0, 1], got {value!r}")
+        return float(value)
+    if fld in ("num_classes", "parameters"):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise _err(origin, fld, f"expected a positive integer, got {value!r}")
         return value
