@@ -133,3 +133,15 @@ def test_duplicate_ground_truth_rows_newest_wins_and_are_listed():
     kept, overridden = dedupe_history(h)
     assert kept.set_index("model")["accuracy"].to_dict() == {"x": 0.9, "y": 0.7}
     assert sorted(overridden["accuracy"]) == [0.1, 0.5]
+
+
+def test_prior_table_by_hand():
+    from zoorank.metrics.combine import prior_table
+    h = pd.DataFrame([{"dataset": "a", "model": "x", "accuracy": 0.9}, {"dataset": "a", "model": "y", "accuracy": 0.5},
+                      {"dataset": "b", "model": "x", "accuracy": 0.1}, {"dataset": "b", "model": "y", "accuracy": 0.3}])
+    t = prior_table(["x", "y", "z"], "b", h, source_accuracy={"x": 0.7, "z": None}, parameters={"x": 1000, "y": 10})
+    assert t.loc["x", "history_mean"] == pytest.approx(1.0) and t.loc["y", "history_mean"] == pytest.approx(-1.0)
+    assert np.isnan(t.loc["z", "history_mean"])                   # a model new to the history
+    assert t["source_accuracy"].tolist()[0] == 0.7 and t["source_accuracy"].isna().tolist() == [False, True, True]
+    assert t.loc["x", "size"] == pytest.approx(3.0) and np.isnan(t.loc["z", "size"])
+    assert prior_table(["x"], "b", None)["history_mean"].isna().all()

@@ -169,3 +169,27 @@ def dedupe_history(history: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
     h = h.sort_values(sort)
     dup = h.duplicated(["dataset", "model"], keep="last")
     return h[~dup].drop(columns="_order"), h[dup].drop(columns="_order")
+
+
+#: the priors registered beside the metrics: functions of the zoo's history and model cards
+PRIORS = ("history_mean", "source_accuracy", "size")
+
+
+def prior_table(models, dataset: str, history: pd.DataFrame | None, *,
+                source_accuracy=None, parameters=None) -> pd.DataFrame:
+    """One row per model, one column per prior (higher = predicted better; NaN = unknown):
+
+    - ``history_mean``: :func:`history_mean` on the history without ``dataset``;
+    - ``source_accuracy``: the model card's source-task top-1 (comparable only between models
+      of one source task; the card names it);
+    - ``size``: log10 of the parameter count (bigger backbones fine-tune better on the public
+      tables, Singh et al. 2025)."""
+    models = list(models)
+    out = pd.DataFrame(index=pd.Index(models, name="model"))
+    out["history_mean"] = (history_mean(history, models, dataset) if history is not None and not history.empty
+                           else np.nan)
+    acc = source_accuracy or {}
+    out["source_accuracy"] = [acc.get(m) if acc.get(m) is not None else np.nan for m in models]
+    size = parameters or {}
+    out["size"] = [np.log10(size[m]) if size.get(m) else np.nan for m in models]
+    return out.astype(float)
