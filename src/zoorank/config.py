@@ -19,6 +19,7 @@ tracking_uri           ZOORANK_TRACKING_URI, MLFLOW_TRACKING_URI
 artifact_root          ZOORANK_ARTIFACT_ROOT
 prefect_home           ZOORANK_PREFECT_HOME, PREFECT_HOME
 experiment             ZOORANK_EXPERIMENT
+read_store             ZOORANK_READ_STORE  (optional: a read-only store read before computing)
 =====================  =====================================================
 
 Paths are made absolute when the settings are built, so that tasks running in another working
@@ -77,6 +78,8 @@ class Settings:
     artifact_root: Path
     prefect_home: Path
     experiment: str = "zoorank"
+    #: A store read (never written) behind ``store``: a team's shared cache (zoorank.storage.layered).
+    read_store: Path | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **overrides: Any) -> "Settings":
@@ -107,6 +110,7 @@ class Settings:
             or home / "prefect"
         )
         experiment = str(ov.get("experiment") or _first_env(env, "ZOORANK_EXPERIMENT") or "zoorank")
+        read_store = ov.get("read_store") or _first_env(env, "ZOORANK_READ_STORE")
         return cls(
             home=home,
             store=store,
@@ -114,11 +118,12 @@ class Settings:
             artifact_root=artifact_root,
             prefect_home=prefect_home,
             experiment=experiment,
+            read_store=_abs(read_store) if read_store else None,
         )
 
     def as_env(self) -> dict[str, str]:
         """Environment variables that reproduce these settings in a child process."""
-        return {
+        env = {
             "ZOORANK_HOME": str(self.home),
             "ZOORANK_STORE": str(self.store),
             "ZOORANK_TRACKING_URI": self.tracking_uri,
@@ -126,6 +131,9 @@ class Settings:
             "ZOORANK_PREFECT_HOME": str(self.prefect_home),
             "ZOORANK_EXPERIMENT": self.experiment,
         }
+        if self.read_store is not None:
+            env["ZOORANK_READ_STORE"] = str(self.read_store)
+        return env
 
     def describe(self) -> dict[str, str]:
         """Human-readable mapping of every location (for ``zoorank`` output)."""

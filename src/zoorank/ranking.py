@@ -134,7 +134,9 @@ def finish_ranking(settings: Settings, outcomes: list, lead_keys: dict, *, subse
     of a ranking served from the cache). Returns the flow's result dict."""
     try:
         table = pipeline.ranking_table(outcomes, metrics)
-        ties = tie_sets(ArrayStore(settings.store), outcomes, lead_keys, metric_params.get("lead", {}))
+        from zoorank.storage.layered import open_store  # behind settings.read_store when set
+
+        ties = tie_sets(open_store(settings), outcomes, lead_keys, metric_params.get("lead", {}))
     except BaseException as exc:
         if run is not None:
             run.__exit__(type(exc), exc, exc.__traceback__)

@@ -499,6 +499,24 @@ class ArrayStore:
         if self.read_only:
             raise StoreNotWritable(f"store {self.root} was opened read-only")
 
+    def check_writable(self) -> None:
+        """Prove the store root takes writes (create and remove a probe file named like a
+        temporary, so readers ignore it); StoreNotWritable naming the root otherwise. Catches a
+        read-only mount, which the group metadata check alone does not (nothing is written when
+        ``zarr.json`` already exists), also for root, whom file permissions do not stop."""
+        self._writable()
+        probe = self.root / _tmp_name("write-probe")
+        try:
+            fd = os.open(probe, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+            os.close(fd)
+            os.unlink(probe)
+        except OSError as e:
+            raise StoreNotWritable(
+                f"cache store {self.root} is not writable ({e.strerror or e.__class__.__name__}). "
+                "Set ZOORANK_STORE / --store to a writable folder (a read-only store can be used as "
+                "--read-store)."
+            ) from e
+
     def _ensure_group(self, folder: Path) -> None:
         """Create ``folder`` (and parents up to root) as Zarr groups; clear error if impossible."""
         try:

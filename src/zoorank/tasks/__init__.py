@@ -19,7 +19,10 @@ from zoorank.storage.arrays import ArrayStore
 
 
 def _store(settings: Settings) -> ArrayStore:
-    return ArrayStore(settings.store)
+    """The settings' store, behind their read-only ``read_store`` when one is set."""
+    from zoorank.storage.layered import open_store
+
+    return open_store(settings)
 
 
 @task(name="prepare-dataset", cache_policy=NO_CACHE)
