@@ -150,15 +150,24 @@ def _print_ranking(table, ties: dict, notes: dict, args) -> None:
 
 
 def cmd_rank(args) -> int:
-    from zoorank import interrupt, progress
-    from zoorank.api import rank
-
-    from zoorank.storage.layered import describe as describe_store, resolve_read_only_store
+    from zoorank import interrupt
+    from zoorank.storage.layered import resolve_read_only_store
 
     settings = _settings(args)
     apply_offline_defaults(settings)
     settings = resolve_read_only_store(settings)  # a read-only --store is read through, not a failure
-    interrupt.install(store=settings.store)
+    previous = interrupt.install(store=settings.store)
+    try:
+        return _rank_and_print(args, settings)
+    finally:
+        interrupt.restore(previous)
+
+
+def _rank_and_print(args, settings) -> int:
+    from zoorank import progress
+    from zoorank.api import rank
+    from zoorank.storage.layered import describe as describe_store
+
     progress.enable("verbose" if args.verbose else "auto")
     metrics = _csv(args.metrics)
     start = time.perf_counter()
@@ -182,7 +191,9 @@ def cmd_rank(args) -> int:
     if report:
         lines.append(f"report: {report}")
     if res.run_id:
-        lines.append(f"MLflow run {res.run_id}: zoorank show {res.run_id} | zoorank report {res.run_id}")
+        lines.append(f"MLflow run {res.run_id}")
+        lines.append(f"  table again: zoorank show {res.run_id}")
+        lines.append(f"  HTML report: zoorank report {res.run_id}")
         lines.append(f"  browse: mlflow ui --backend-store-uri {settings.tracking_uri}")
     print("\n".join(lines), file=sys.stderr if args.format != "table" else sys.stdout)
     return 0

@@ -21,11 +21,18 @@ def watch(run) -> None:
     _state["run"] = run
 
 
-def install(store=None, stream=None) -> None:
-    """Install the SIGINT handler (main thread only; the CLI calls it)."""
+def install(store=None, stream=None):
+    """Install the SIGINT handler (main thread only; the CLI calls it); returns the previous
+    handler, for :func:`restore`."""
     _state["store"] = store
     _state["stream"] = stream or sys.stderr
-    signal.signal(signal.SIGINT, _on_sigint)
+    return signal.signal(signal.SIGINT, _on_sigint)
+
+
+def restore(previous) -> None:
+    """Put back the handler :func:`install` replaced and forget the watched run."""
+    _state["run"] = None
+    signal.signal(signal.SIGINT, previous if previous is not None else signal.default_int_handler)
 
 
 def _stop_temporary_prefect_server() -> None:

@@ -73,13 +73,13 @@ def compact_view(table: pd.DataFrame, baselines: list[str], *, score: str | None
         part["rank"] = within_ranks(part[score])
         part = part.sort_values(["rank", "model"], na_position="last", kind="stable")
         tie = (ties or {}).get(dataset)
-        out = pd.DataFrame({"dataset": dataset, "rank": part["rank"].to_numpy(), "model": part["model"].to_numpy(),
+        out = pd.DataFrame({"dataset": dataset, "rank": part["rank"].array, "model": part["model"].to_numpy(),
                             score: part[score].to_numpy(float)})
         out["tied"] = [bool(tie is not None and m in tie.models) for m in out["model"]]
         if score != "lead" and "lead" in part:
             out["lead"] = part["lead"].to_numpy(float)
         for b in baselines:
             if b in part:
-                out[f"{b}_rank"] = within_ranks(part[b]).to_numpy()
+                out[f"{b}_rank"] = within_ranks(part[b]).array
         rows.append(out)
     return pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
