@@ -24,8 +24,26 @@ instead of creating a duplicate; ``reuse=False`` forces a new run. ``log_pair`` 
 the pair run of the same (parent, model, dataset): a finished one is returned untouched, an
 unfinished one is completed. Find-or-create is done under a lock: a thread lock plus, for
 ``sqlite:///`` URIs, an ``fcntl`` lock on ``<db>.zoorank.lock``, so processes on one machine
-sharing one database never create duplicates. Against a remote tracking server two machines can
-still race (MLflow has no create-if-absent); the duplicates then carry the same tags.
+sharing one database never create duplicates. For ``http(s)`` URIs the lock file is
+``<tmp>/zoorank-mlflow-<hash of the URI>.lock``, so processes on one machine sharing one tracking
+server are serialised the same way. Processes on two machines can still both create a parent
+(MLflow has no create-if-absent); right after creating one, a parent is compared with the others
+of its logical key, and all but the oldest (start time, then run id) delete themselves and join
+the oldest.
+
+Owners and stale runs
+---------------------
+Every process that opens (or joins) a parent run adds its process identity
+(``host:boot:pid:start``, :mod:`zoorank.process_identity`) to the run's tag ``zoorank.owners``. An
+unfinished run whose owners are all dead (checked on this host and boot: the pid is gone or names
+another process) is *stale*: its process was killed (``kill -9``, OOM killer, power loss of a
+worker). When a ranking with the same logical key starts, it adopts the newest stale run and
+completes it (tag ``zoorank.recovered_from`` names the dead owners), and ends every other stale
+run of that key as KILLED (tag ``zoorank.ended_by``); a run that another live process is still
+logging is joined, never ended. So a killed ranking never stays RUNNING once it is rerun, and
+each logical ranking keeps exactly one finished parent run. Owners on another host cannot be
+checked from here; their runs are left as they are. A FAILED or KILLED status is never written
+over a run that another process has already FINISHED.
 
 Reachability
 ------------
@@ -63,6 +81,8 @@ from mlflow.entities import Metric, Param, RunTag, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
+from zoorank.process_identity import ProcessIdentity  # noqa: E402
+
 __all__ = [
     "Tracker",
     "RankingRun",
@@ -85,6 +105,9 @@ TAG_DATASET = "zoorank.dataset"
 TAG_LOGICAL_KEY = "zoorank.logical_key"
 TAG_PAIR_KEY = "zoorank.pair_key"
 TAG_PARENT = "mlflow.parentRunId"
+TAG_OWNERS = "zoorank.owners"              # process identities that opened / joined a parent run
+TAG_RECOVERED = "zoorank.recovered_from"   # dead owners of a stale run this run was adopted from
+TAG_ENDED_BY = "zoorank.ended_by"          # who marked a stale run KILLED, and why
 TABLE_DIR = "rankings"
 
 HTTP_ENV_DEFAULTS = {
@@ -258,6 +281,8 @@ class Tracker:
             for name, value in HTTP_ENV_DEFAULTS.items():
                 os.environ.setdefault(name, value)
             self._probe_http(connect_timeout)
+            digest = hashlib.sha256(self.tracking_uri.rstrip("/").encode()).hexdigest()[:16]
+            self._lock_file = Path(tempfile.gettempdir()) / f"zoorank-mlflow-{digest}.lock"
         elif scheme == "sqlite":
             db = _sqlite_path(self.tracking_uri)
             if db is not None:
@@ -387,6 +412,11 @@ class Tracker:
             raise TrackingError(f"search {filter_string!r} failed at {self._uri_text}: {e}") from e
 
     def _terminate(self, run_id: str, status: str) -> None:
+        """End a run; a failure status never overwrites a run another process already FINISHED."""
+        if status != _FINISHED:
+            with contextlib.suppress(MlflowException):
+                if self.client.get_run(run_id).info.status == _FINISHED:
+                    return
         self.client.set_terminated(run_id, status=status)
 
     def _log(self, run_id: str, *, params: Mapping[str, str] | None = None,
@@ -418,6 +448,68 @@ class Tracker:
         finished = [r for r in runs if r.info.status == _FINISHED]
         return (finished or runs or [None])[0]
 
+    def _runs_by_key(self, key: str, kind: str = "ranking") -> list[Any]:
+        return self._search(f"tags.`{TAG_LOGICAL_KEY}` = {_quote(key)} and tags.`{TAG_KIND}` = {_quote(kind)}")
+
+    @staticmethod
+    def _owners(run: Any) -> list[ProcessIdentity]:
+        out = []
+        for text in (run.data.tags.get(TAG_OWNERS) or "").split(","):
+            with contextlib.suppress(ValueError):
+                out.append(ProcessIdentity.parse(text))
+        return out
+
+    def is_stale(self, run: Any) -> bool:
+        """An unfinished run none of whose owners lives: each is on this host and boot and dead.
+        A run without an owner tag (logged before owners were recorded) is stale once unfinished
+        and not RUNNING; a RUNNING one without owners is left alone (its writer is unknown)."""
+        if run.info.status == _FINISHED:
+            return False
+        owners = self._owners(run)
+        if not owners:
+            return run.info.status != "RUNNING"
+        return all(o.alive() is False for o in owners)
+
+    def _end_stale(self, runs: list[Any], *, keep: str | None, me: str) -> list[str]:
+        """End every stale run of ``runs`` except ``keep`` as KILLED; return their ids."""
+        ended = []
+        for r in runs:
+            if r.info.run_id == keep or r.info.status not in ("RUNNING", "SCHEDULED") or not self.is_stale(r):
+                continue
+            dead = r.data.tags.get(TAG_OWNERS) or "unknown"
+            self._log(r.info.run_id, tags={TAG_ENDED_BY: f"{me}: owners {dead} are dead"})
+            self.client.set_terminated(r.info.run_id, status="KILLED")
+            for child in self._search(f"tags.`{TAG_PARENT}` = {_quote(r.info.run_id)}"):
+                if child.info.status == "RUNNING":  # a pair run the dead process was logging
+                    self.client.set_terminated(child.info.run_id, status="KILLED")
+            log.warning("MLflow run %s was left RUNNING by a dead process (%s); marked KILLED", r.info.run_id, dead)
+            ended.append(r.info.run_id)
+        return ended
+
+    def _reuse(self, runs: list[Any], flat: Mapping[str, str], all_tags: Mapping[str, str],
+               me: str) -> "RankingRun | None":
+        """Reuse a parent of the same logical key: a finished one first, else the newest one that
+        is unfinished (joined when its owner lives, adopted when it is stale). Every other stale run
+        is ended KILLED. None when there is nothing to reuse."""
+        finished = [r for r in runs if r.info.status == _FINISHED]
+        unfinished = [r for r in runs if r.info.status != _FINISHED]
+        chosen = (finished or unfinished or [None])[0]
+        self._end_stale(runs, keep=None if finished else (chosen.info.run_id if chosen else None), me=me)
+        if chosen is None:
+            return None
+        if finished:
+            return RankingRun(self, chosen.info.run_id, reused=True, was_finished=True)
+        run_id = chosen.info.run_id
+        tags = dict(all_tags)
+        owners = [str(o) for o in self._owners(chosen)]
+        if self.is_stale(chosen) and owners:
+            tags[TAG_RECOVERED] = ",".join(owners)
+        live = [o for o in owners if ProcessIdentity.parse(o).alive() is not False]
+        tags[TAG_OWNERS] = ",".join(dict.fromkeys([*live, me]))
+        self.client.update_run(run_id, status="RUNNING")
+        self._log(run_id, params=flat, tags=tags, existing_params=chosen.data.params)
+        return RankingRun(self, run_id, reused=True, was_finished=False)
+
     def start_ranking(
         self,
         run_name: str,
@@ -432,21 +524,29 @@ class Tracker:
         all_tags = {TAG_KIND: "ranking", **{_name(k): str(v) for k, v in (tags or {}).items()}}
         if logical_key:
             all_tags[TAG_LOGICAL_KEY] = logical_key
+        me = str(ProcessIdentity.of())
         with self._lock():
+            runs = self._runs_by_key(logical_key) if logical_key else []
             if logical_key and reuse:
-                run = self.find_run_by_key(logical_key)
-                if run is not None:
-                    finished = run.info.status == _FINISHED
-                    if not finished:
-                        self.client.update_run(run.info.run_id, status="RUNNING")
-                        self._log(run.info.run_id, params=flat, tags=all_tags,
-                                  existing_params=run.data.params)
-                    return RankingRun(self, run.info.run_id, reused=True, was_finished=finished)
+                found = self._reuse(runs, flat, all_tags, me)
+                if found is not None:
+                    return found
+            elif runs:
+                self._end_stale(runs, keep=None, me=me)
             try:
-                run = self.client.create_run(self.experiment_id, run_name=run_name, tags=all_tags)
+                run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                             tags={**all_tags, TAG_OWNERS: me})
                 self._log(run.info.run_id, params=flat)
             except MlflowException as e:
                 raise TrackingError(f"cannot create ranking run {run_name!r} at {self._uri_text}: {e}") from e
+            if logical_key and reuse:  # another machine may have created one at the same time: oldest wins
+                rivals = self._runs_by_key(logical_key)
+                oldest = min(rivals, key=lambda r: (r.info.start_time, r.info.run_id), default=run)
+                if oldest.info.run_id != run.info.run_id:
+                    self.client.delete_run(run.info.run_id)
+                    found = self._reuse([r for r in rivals if r.info.run_id != run.info.run_id], flat, all_tags, me)
+                    if found is not None:
+                        return found
         return RankingRun(self, run.info.run_id)
 
     def log_pair(
