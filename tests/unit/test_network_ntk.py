@@ -5,6 +5,7 @@ determinism and bad input."""
 from __future__ import annotations
 
 import copy
+import warnings
 
 import numpy as np
 import pytest
@@ -229,7 +230,8 @@ def test_empty_class_is_named():
 # ----------------------------------------------------------------------------- bad input
 def test_traced_backbone_refused_naming_model_and_head_option_works():
     net, (x, y) = SmallNet(), _data()
-    with pytest.warns(FutureWarning):                   # torch.jit.trace is deprecated
+    with warnings.catch_warnings():                     # torch.jit.trace is deprecated
+        warnings.simplefilter("ignore", FutureWarning)
         traced = torch.jit.trace(net.eval(), x[:2].float())
     with pytest.raises(ValueError, match=r"'my_traced'.*params='head'"):
         network_ntk_eigenvalues(traced, x.float(), y, samples_per_class=4, head_widths=WIDTHS,

@@ -14,7 +14,9 @@ only (a network in eval mode: BatchNorm uses its running statistics). Both engin
   samples, or a batched matmul for 1x1 convolutions; bias: the spatial sum of the output
   gradient), ``linear`` (``g a^T`` summed over extra dimensions) and eval-mode
   ``batch_norm`` (weight: ``sum_p g_p xhat_p`` per channel; bias: ``sum_p g_p``). A
-  parameter used by any other operation makes the engine refuse (:class:`Unsupported`),
+  parameter used by any other operation makes the engine refuse (:class:`Unsupported`); an
+  output modified in place later (``ReLU(inplace=True)``) is fine, its gradient hook being
+  registered before the modification,
   and the first batch is checked against autograd's batch gradient
   (``sum_i grad_i == grad(sum_i s_i)``), so nothing is silently left out.
 - :func:`norms_by_vmap` ("vmap" engine): ``torch.func.vmap(torch.func.grad(...))`` over the
@@ -48,7 +50,6 @@ class Unsupported(RuntimeError):
 class _Call:
     kind: str                      # "conv2d" | "linear" | "batch_norm"
     inp: torch.Tensor              # the operation's input (detached)
-    out: torch.Tensor              # its output (the autograd node whose gradient is captured)
     weight: torch.Tensor | None
     bias: torch.Tensor | None
     opts: dict = field(default_factory=dict)
@@ -62,19 +63,23 @@ _BN = {F.batch_norm}
 
 
 class _Recorder(TorchFunctionMode):
-    """Records every call of a supported operation that uses a chosen parameter; marks the
-    network unsupported when a chosen parameter reaches any other operation."""
+    """Records every call of a supported operation that uses a chosen parameter and hooks its
+    output at once; marks the network unsupported when a chosen parameter reaches any other
+    operation.
 
-    def __init__(self, param_ids: set[int], clone_outputs: bool):
+    The output's gradient hook is registered right after the operation, before any later
+    in-place operation (e.g. ``ReLU(inplace=True)`` after BatchNorm) can modify the output: a
+    tensor hook receives the gradient of the value the tensor had when it was registered."""
+
+    def __init__(self, param_ids: set[int], on_grad):
         super().__init__()
         self.param_ids = param_ids
-        self.clone_outputs = clone_outputs
+        self.on_grad = on_grad
         self.calls: list[_Call] = []
         self.problem: str | None = None
 
     def _uses_param(self, args, kwargs) -> bool:
-        flat = list(args) + list(kwargs.values())
-        for a in flat:
+        for a in list(args) + list(kwargs.values()):
             if isinstance(a, torch.Tensor) and id(a) in self.param_ids:
                 return True
             if isinstance(a, (list, tuple)):
@@ -87,20 +92,17 @@ class _Recorder(TorchFunctionMode):
         if not self._uses_param(args, kwargs):
             return func(*args, **kwargs)
         call = self._describe(func, args, kwargs)
+        out = func(*args, **kwargs)
         if call is None:
             if self.problem is None:
                 self.problem = f"a chosen parameter is used by {getattr(func, '__name__', func)!r}"
-            return func(*args, **kwargs)
-        out = func(*args, **kwargs)
-        if self.clone_outputs:      # later in-place ops then modify the clone, not this node
-            ret = out.clone()
-        else:
-            ret = out
-        call.out = out
+            return out
         call.out_version = out._version
         call.inp_version = call.inp._version
         self.calls.append(call)
-        return ret
+        if out.requires_grad:
+            out.register_hook(lambda g, call=call: self.on_grad(call, g))
+        return out
 
     def _describe(self, func, args, kwargs) -> _Call | None:
         def arg(i, name, default=None):
@@ -112,13 +114,13 @@ class _Recorder(TorchFunctionMode):
         if func in _CONV:
             if isinstance(inp, torch.Tensor) and id(inp) in self.param_ids:
                 return None
-            return _Call("conv2d", inp, None, arg(1, "weight"), arg(2, "bias"),
+            return _Call("conv2d", inp, arg(1, "weight"), arg(2, "bias"),
                          {"stride": arg(3, "stride", 1), "padding": arg(4, "padding", 0),
                           "dilation": arg(5, "dilation", 1), "groups": arg(6, "groups", 1)})
         if func in _LINEAR:
             if isinstance(inp, torch.Tensor) and id(inp) in self.param_ids:
                 return None
-            return _Call("linear", inp, None, arg(1, "weight"), arg(2, "bias"))
+            return _Call("linear", inp, arg(1, "weight"), arg(2, "bias"))
         if func in _BN:
             training = arg(5, "training", False)
             mean, var = arg(1, "running_mean"), arg(2, "running_var")
@@ -127,7 +129,7 @@ class _Recorder(TorchFunctionMode):
                 return None
             if any(isinstance(t, torch.Tensor) and id(t) in self.param_ids for t in (inp, mean, var)):
                 return None
-            return _Call("batch_norm", inp, None, arg(3, "weight"), arg(4, "bias"),
+            return _Call("batch_norm", inp, arg(3, "weight"), arg(4, "bias"),
                          {"mean": mean, "var": var, "eps": arg(7, "eps", 1e-5)})
         return None
 
@@ -186,82 +188,75 @@ def _call_grads(call: _Call, g: torch.Tensor) -> list[tuple[torch.Tensor, torch.
 
 
 def norms_by_layer(fn: Callable[[torch.Tensor], tuple[torch.Tensor, torch.Tensor]],
-                   x: torch.Tensor, params: list[torch.Tensor], *, check: bool = False,
-                   clone_outputs: bool = False):
+                   x: torch.Tensor, params: list[torch.Tensor], *, check: bool = False):
     """Per-sample ``||d s_i / d params||^2`` (B,) and ``aux`` for ``s, aux = fn(x)``.
 
     ``params``: the leaf tensors (``requires_grad``) that ``fn`` uses through its modules
     (e.g. the tensors given to ``functional_call``). ``check``: also compare the summed
-    per-sample gradients with autograd's batch gradient (one extra weight-gradient pass).
-    ``clone_outputs``: return a clone from every intercepted operation (needed when the
-    network modifies an operation's output in place, e.g. ``ReLU(inplace=True)`` after
-    BatchNorm); without it such a network raises :class:`Unsupported` ("in-place") and the
-    caller retries with ``clone_outputs=True``.
+    per-sample gradients with autograd's batch gradient (one extra weight-gradient pass) and
+    check that parameters no intercepted operation used have zero gradient.
     """
     ids = {id(p) for p in params}
-    rec = _Recorder(ids, clone_outputs)
+    b = x.shape[0]
+    sq = torch.zeros(b, dtype=torch.float64, device=x.device)
+    n_uses: dict[int, int] = {}
+    shared: dict[int, torch.Tensor] = {}      # parameters used by several calls: summed first
+    batch_sums: dict[int, torch.Tensor] = {}
+
+    active = [True]                          # hooks fire again in the check's backward: ignore
+
+    def on_grad(call: _Call, g: torch.Tensor):
+        if not active[0]:
+            return
+        for p, gp in _call_grads(call, g.detach()):
+            if check:
+                batch_sums[id(p)] = batch_sums.get(id(p), 0) + gp.sum(dim=0)
+            if n_uses[id(p)] == 1:
+                sq.add_(gp.reshape(b, -1).double().square().sum(dim=1))
+            else:
+                shared[id(p)] = shared.get(id(p), 0) + gp
+        call.inp = None                        # free the saved input as the backward proceeds
+
+    rec = _Recorder(ids, on_grad)
     x = x.detach().requires_grad_(True)      # the backward runs down to x (cheap), no weight grads
     with rec:
         s, aux = fn(x)
     if rec.problem is not None:
         raise Unsupported(rec.problem)
     for c in rec.calls:
-        if c.out._version != c.out_version:
-            raise Unsupported("in-place")
         if c.inp._version != c.inp_version:
             raise Unsupported("an operation's input was modified in place after use")
-    b = x.shape[0]
-    sq = torch.zeros(b, dtype=torch.float64, device=x.device)
-    n_uses: dict[int, int] = {}
-    for c in rec.calls:
         for p in (c.weight, c.bias):
             if p is not None and id(p) in ids:
                 n_uses[id(p)] = n_uses.get(id(p), 0) + 1
-    shared: dict[int, torch.Tensor] = {}      # parameters used by several calls: summed first
-    batch_sums: dict[int, torch.Tensor] = {}
-
-    def hook_for(call):
-        def hook(g):
-            for p, gp in _call_grads(call, g.detach()):
-                if check:
-                    batch_sums[id(p)] = batch_sums.get(id(p), 0) + gp.sum(dim=0)
-                if n_uses[id(p)] == 1:
-                    sq.add_(gp.reshape(b, -1).double().square().sum(dim=1))
-                else:
-                    shared[id(p)] = shared.get(id(p), 0) + gp
-        return hook
-
-    handles = [c.out.register_hook(hook_for(c)) for c in rec.calls if c.out.requires_grad]
     if not s.requires_grad:
         raise Unsupported("the output does not depend on the parameters (no autograd graph)")
-    try:
-        torch.autograd.grad(s.sum(), [x], retain_graph=check, allow_unused=True)
-    finally:
-        for h in handles:
-            h.remove()
+    torch.autograd.grad(s.sum(), [x], retain_graph=check, allow_unused=True)
+    active[0] = False
     for gp in shared.values():
         sq.add_(gp.reshape(b, -1).double().square().sum(dim=1))
     if check:
-        used = [p for p in params if id(p) in n_uses]
-        full = torch.autograd.grad(s.sum(), used, allow_unused=True) if used else []
-        tol = _CHECK_RTOL.get(x.dtype, 1e-3)
-        for p, gb in zip(used, full):
-            gb = torch.zeros_like(p) if gb is None else gb
-            mine = batch_sums.get(id(p), torch.zeros_like(p))
-            err = float(torch.linalg.vector_norm((mine - gb).double()))
-            ref = float(torch.linalg.vector_norm(gb.double()))
-            if err > tol * ref + 1e-30:
-                raise Unsupported(f"per-sample gradients do not sum to the batch gradient "
-                                  f"(relative error {err / max(ref, 1e-300):.2e})")
-        unused = [p for p in params if id(p) not in n_uses]
-        if unused:      # parameters no intercepted operation used must not matter
-            rest = torch.autograd.grad(s.sum(), unused, allow_unused=True) \
-                if s.grad_fn is not None else []
-            for gb in rest:
-                if gb is not None and float(gb.abs().max()) > 0:
-                    raise Unsupported("a parameter reaches the output through an operation "
-                                      "the layer engine does not intercept")
+        _check_batch_gradient(s, params, n_uses, batch_sums, x.dtype)
     return sq, aux.detach()
+
+
+def _check_batch_gradient(s, params, n_uses, batch_sums, dtype):
+    """``sum_i grad_i`` must equal autograd's ``grad(sum_i s_i)`` for every parameter."""
+    full = torch.autograd.grad(s.sum(), params, allow_unused=True)
+    tol = _CHECK_RTOL.get(dtype, 1e-3)
+    for p, gb in zip(params, full):
+        gb = torch.zeros_like(p) if gb is None else gb
+        if id(p) not in n_uses:   # no intercepted operation used it: it must not matter
+            if float(gb.abs().max()) > 0:
+                raise Unsupported("a parameter reaches the output through an operation the "
+                                  "layer engine does not intercept")
+            continue
+        mine = batch_sums.get(id(p), torch.zeros_like(p))
+        err = float(torch.linalg.vector_norm((mine - gb).double()))
+        ref = float(torch.linalg.vector_norm(gb.double()))
+        if err > tol * ref + 1e-30:
+            raise Unsupported(f"per-sample gradients do not sum to the batch gradient "
+                              f"(relative error {err / max(ref, 1e-300):.2e})")
 
 
 # ----------------------------------------------------------------------------- vmap engine

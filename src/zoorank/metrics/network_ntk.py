@@ -267,35 +267,28 @@ class _Engine:
     def __init__(self, net: _Network, engine: str):
         self.net, self.requested = net, engine
         self.kind = "vmap" if engine == "vmap" else "layers"
-        self.clone = False
         self.checked = False
 
     def __call__(self, x):
         net = self.net
-        if self.kind == "vmap":
-            return norms_by_vmap(net.objective_single, net.trainable, x)
-        params = list(net.trainable.values())
-        while True:
+        if self.kind == "layers":
             try:
-                out = norms_by_layer(net.objective, x, params, check=not self.checked,
-                                     clone_outputs=self.clone)
+                out = norms_by_layer(net.objective, x, list(net.trainable.values()),
+                                     check=not self.checked)
                 self.checked = True
                 return out
             except Unsupported as exc:
                 reason = str(exc)
-                if "no autograd graph" in reason:
-                    raise ValueError(f"model {net.name!r} cannot give gradients: its features do not "
-                                     "depend on its parameters through autograd (a traced or converted "
-                                     "graph without autograd, or a forward under no_grad). Use "
-                                     "params='head'") from None
-                if reason == "in-place" and not self.clone:
-                    self.clone = True
-                    continue
-                if self.requested == "layers":
-                    raise ValueError(f"model {net.name!r}: engine='layers' cannot compute exact "
-                                     f"per-sample gradients ({reason}); use engine='vmap' or 'auto'") from None
-                self.kind = "vmap"
-                return norms_by_vmap(net.objective_single, net.trainable, x)
+            if "no autograd graph" in reason:
+                raise ValueError(f"model {net.name!r} cannot give gradients: its features do not "
+                                 "depend on its parameters through autograd (a traced or converted "
+                                 "graph without autograd, or a forward under no_grad). Use "
+                                 "params='head'")
+            if self.requested == "layers":
+                raise ValueError(f"model {net.name!r}: engine='layers' cannot compute exact "
+                                 f"per-sample gradients ({reason}); use engine='vmap' or 'auto'")
+            self.kind = "vmap"
+        return norms_by_vmap(net.objective_single, net.trainable, x)
 
 
 def _trace_parts(net, load, idx, sel_codes, k, params, chunk_size, engine, progress):
@@ -365,7 +358,7 @@ def _validate(params, method, engine, feature_norm, samples_per_class, chunk_siz
 def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
                       params: str = "all", samples_per_class: int = 64,
                       head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS,
-                      feature_norm: str = "none", feature_stats=None, chunk_size: int = 16,
+                      feature_norm: str = "none", feature_stats=None, chunk_size: int = 8,
                       engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                       random_state: int = 0, head_random_state: int | None = None, device="cpu",
                       dtype="float32", name: str | None = None,
@@ -383,7 +376,7 @@ def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
 def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels, *,
                             params: str = "all", samples_per_class: int = 64,
                             head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, method: str = "trace",
-                            feature_norm: str = "none", feature_stats=None, chunk_size: int = 16,
+                            feature_norm: str = "none", feature_stats=None, chunk_size: int = 8,
                             engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                             random_state: int = 0, head_random_state: int | None = None,
                             device="cpu", dtype="float32", name: str | None = None,
@@ -416,7 +409,8 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
         the differentiated network), ``"standard"`` (``(f - mean) / std`` with
         ``feature_stats=(mean, std)`` computed by the caller over all N features).
     chunk_size: images per forward/backward (bounds memory; results do not depend on it beyond
-        rounding). engine: ``"auto"`` | ``"layers"`` | ``"vmap"`` (module docstring).
+        rounding). The default 8 keeps vgg16bn_craft at 224 px under 3 GiB peak RSS on CPU
+        (``benchmarks/results/network_ntk.md``); on a GPU a larger chunk is faster. engine: ``"auto"`` | ``"layers"`` | ``"vmap"`` (module docstring).
     name: the model's name in error messages (default ``backbone.config.model_id``).
     progress: ``progress(done, total)`` after each chunk.
     """
