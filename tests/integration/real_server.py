@@ -1,6 +1,7 @@
-"""A real ``prefect server start`` for the schedule/deployment tests (slow): start it on a free
-port with its own PREFECT_HOME, run more processes against it, poll a deployment's runs, and
-kill every process group at the end."""
+"""Real servers for the slow tests: ``prefect server start`` (schedule/deployment tests, the
+real-server reliability test) on a free port with its own PREFECT_HOME, run more processes
+against it, poll a deployment's runs, and kill every process group at the end; and a real
+``mlflow server`` (:func:`real_mlflow_server`)."""
 from __future__ import annotations
 
 import contextlib
@@ -23,6 +24,7 @@ class RealServer:
         self.env = {**os.environ, "PREFECT_HOME": str(tmp_path / "prefect"), "PREFECT_API_URL": self.api,
                     "PREFECT_SERVER_API_PORT": str(self.port), "ZOORANK_HOME": str(tmp_path / "zr")}
         self.env.pop("PREFECT_API_KEY", None)
+        (tmp_path / "prefect").mkdir(parents=True, exist_ok=True)  # Prefect does not create nested homes
         self.bin_dir = os.path.dirname(sys.executable)
         self.procs: list[subprocess.Popen] = []
 
@@ -92,3 +94,52 @@ def real_prefect_server(tmp_path):
         yield server
     finally:
         server.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_http(url: str, proc: subprocess.Popen, log_path, timeout: float = 180) -> None:
+    """Poll ``url`` until it answers; fail with the server's log if it exits or times out."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=2).read()
+            return
+        except OSError:
+            if proc.poll() is not None:
+                raise AssertionError(f"{proc.args[:3]} exited ({proc.returncode}):\n"
+                                     f"{open(log_path, errors='replace').read()[-3000:]}")
+            assert time.time() < deadline, f"{url} did not answer in {timeout} s"
+            time.sleep(1)
+
+
+@contextlib.contextmanager
+def real_mlflow_server(tmp_path):
+    """A real ``mlflow server`` (SQLite backend store, local artifact folder) on a free port, in its
+    own process group; yields its URL (``http://127.0.0.1:<port>``) and kills the group at the end."""
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    log_path = tmp_path / "mlflow-server.log"
+    cmd = [os.path.join(os.path.dirname(sys.executable), "mlflow"), "server",
+           "--backend-store-uri", f"sqlite:///{tmp_path / 'mlflow-server.db'}",
+           "--artifacts-destination", str(tmp_path / "mlflow-server-artifacts"),
+           "--host", "127.0.0.1", "--port", str(port), "--workers", "1"]
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                                env={**os.environ, "MLFLOW_DISABLE_TELEMETRY": "true"})
+    try:
+        wait_http(f"{url}/health", proc, log_path)
+        yield url
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
