@@ -27,16 +27,44 @@ from scipy.linalg.blas import dsyrk, ssyrk
 BLOCK_ELEMS = 1 << 21           # entries per block: 16 MiB in float64
 
 
-def row_blocks(n: int, width: int, block_elems: int = BLOCK_ELEMS):
+def row_blocks(n: int, width: int, block_elems: int | None = None):
     """Row ranges ``[(start, stop), ...]`` covering ``0..n`` with about ``block_elems``
+    (default: the module's ``BLOCK_ELEMS``, read at call time so that tests can shrink it)
     entries of a row ``width`` wide each (at least one row per block)."""
-    step = max(1, block_elems // max(1, width))
+    step = max(1, (BLOCK_ELEMS if block_elems is None else block_elems) // max(1, width))
     return [(s, min(n, s + step)) for s in range(0, n, step)]
 
 
 def as64(block: np.ndarray) -> np.ndarray:
     """A float64 view of ``block`` (no copy when already float64)."""
     return block.astype(np.float64, copy=False)
+
+
+def blocks64(x: np.ndarray, *, rows: np.ndarray | None = None, dtype=np.float64,
+             block_elems: int | None = None):
+    """Yield ``(start, stop, block)``: rows ``start:stop`` of ``x`` (or of ``x[rows]``)
+    copied into one reused, private ``dtype`` buffer (the caller may modify it in place;
+    it is overwritten by the next block). Reusing one buffer instead of allocating a fresh
+    float64 block each time avoids first-touch page faults, which cost as much as the
+    arithmetic on these machines."""
+    n_rows = x.shape[0] if rows is None else rows.shape[0]
+    d = x.shape[1]
+    ranges = row_blocks(n_rows, d, block_elems)
+    if not ranges:
+        return
+    step = ranges[0][1] - ranges[0][0]
+    buf = np.empty((step, d), dtype=dtype)
+    gather = np.empty((step, d), dtype=x.dtype) if rows is not None and x.dtype != dtype else None
+    for s, e in ranges:
+        out = buf[: e - s]
+        if rows is None:
+            np.copyto(out, x[s:e])
+        elif gather is None:
+            np.take(x, rows[s:e], axis=0, out=out)
+        else:
+            np.take(x, rows[s:e], axis=0, out=gather[: e - s])
+            np.copyto(out, gather[: e - s])
+        yield s, e, out
 
 
 def class_stats(x: np.ndarray, codes: np.ndarray, n_classes: int):
@@ -47,10 +75,10 @@ def class_stats(x: np.ndarray, codes: np.ndarray, n_classes: int):
     n, d = x.shape
     counts = np.bincount(codes, minlength=n_classes).astype(np.int64)
     sums = np.zeros((n_classes, d))
-    for s, e in row_blocks(n, d):
+    for s, e, blk in blocks64(x):
         onehot = np.zeros((n_classes, e - s))
         onehot[codes[s:e], np.arange(e - s)] = 1.0
-        sums += onehot @ as64(x[s:e])
+        sums += onehot @ blk
     means = sums / np.maximum(counts, 1)[:, None]
     return counts, means, sums.sum(axis=0) / n
 
@@ -67,47 +95,42 @@ def _syrk_add(acc: np.ndarray, block: np.ndarray) -> None:
 
 
 def symmetrise_upper(c: np.ndarray) -> np.ndarray:
-    """Copy the upper triangle of ``c`` onto its lower triangle (in place) and return it."""
-    iu = np.triu_indices(c.shape[0], 1)
-    c[(iu[1], iu[0])] = c[iu]
+    """``c`` with zero strict lower triangle (syrk output) made symmetric, in place."""
+    c += np.triu(c, 1).T
     return c
 
 
 def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None = None,
                  codes: np.ndarray | None = None, precision: str = "float64",
-                 row_sq: np.ndarray | None = None) -> np.ndarray:
+                 row_sq: np.ndarray | None = None, symmetric: bool = True) -> np.ndarray:
     """``sum_i (x_i - c_i)(x_i - c_i)^T`` (D, D) float64 over ``rows`` (default all).
 
     ``center``: (D,) one centre for every row, or (K, D) with ``codes`` (N,) giving each
     row's centre ``center[codes[i]]`` (within-class scatter). ``precision``: "float64"
     (each block converted to float64) or "float32" (block products in float32, summed in
     float64). ``row_sq``: optional (len(rows),) output receiving ``||x_i - c_i||^2``
-    (float64), for the Ledoit-Wolf estimate.
+    (float64), for the Ledoit-Wolf estimate. ``symmetric=False`` returns the upper
+    triangle only (zeros below), enough for an upper Cholesky factorisation.
     """
     if precision not in ("float64", "float32"):
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
     d = x.shape[1]
-    idx = np.arange(x.shape[0]) if rows is None else rows
     acc = np.zeros((d, d))
-    for s, e in row_blocks(idx.shape[0], d):
-        r = idx[s:e]
-        blk = x[r] if rows is not None else x[s:e]
-        c = center if codes is None else center[codes[r]]
-        if precision == "float32":
-            blk = (blk - c.astype(np.float32)).astype(np.float32, copy=False)
+    dtype = np.float32 if precision == "float32" else np.float64
+    centre = center.astype(dtype)
+    for s, e, blk in blocks64(x, rows=rows, dtype=dtype):
+        if codes is None:
+            blk -= centre
         else:
-            blk = as64(blk) - c
+            blk -= centre[codes[s:e] if rows is None else codes[rows[s:e]]]
         if row_sq is not None:
-            b64 = as64(blk)
-            row_sq[s:e] = np.einsum("ij,ij->i", b64, b64)
+            row_sq[s:e] = np.einsum("ij,ij->i", blk, blk, dtype=np.float64)
         _syrk_add(acc, blk)
-    return symmetrise_upper(acc)
+    return symmetrise_upper(acc) if symmetric else acc
 
 
-def apply_rows(x: np.ndarray, fn: Callable[[np.ndarray, slice], np.ndarray],
-               width_hint: int | None = None) -> np.ndarray:
+def apply_rows(x: np.ndarray, fn: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
     """``concatenate([fn(float64 x[s:e], slice(s, e)) for each block])``: a per-row result
-    (e.g. logits reduced to one number per row) without an (N, D) float64 copy."""
-    n, d = x.shape
-    parts = [fn(as64(x[s:e]), slice(s, e)) for s, e in row_blocks(n, width_hint or d)]
-    return np.concatenate(parts)
+    (e.g. logits reduced to one number per row) without an (N, D) float64 copy. ``fn``
+    must not keep its block (the buffer is reused)."""
+    return np.concatenate([fn(blk, slice(s, e)) for s, e, blk in blocks64(x)])

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoorank.metrics._blocked import as64, row_blocks
+from zoorank.metrics._blocked import blocks64
 from zoorank.metrics.validation import check_features_labels, probability_rows
 
 _TINY = np.finfo(np.float64).tiny
@@ -37,26 +37,41 @@ def leep_from_probs(probs: np.ndarray, codes: np.ndarray, n_classes: int, *,
     ``row_sums`` (N,): when given, row ``i`` is read as ``probs[i] / row_sums[i]`` (the
     renormalised probabilities) without forming that copy.
 
-    Cost: two passes over ``probs`` in row chunks converted to float64 (so float32 input is
-    accumulated in float64, never copied whole): ``P(y, z)`` as a (K x chunk) @ (chunk x C)
-    product, then ``E = probs @ P(y|z)^T`` (N, K) of which only ``E[i, y_i]`` is kept; no
-    (N, C) one-hot, gather or normalised copy (issue 17).
+    Cost: two passes over ``probs`` in row blocks converted to float64 (so float32 input is
+    accumulated in float64, never copied whole), in class order: per-class weighted sums of
+    the rows for ``P(y, z)``, then one dot product per sample with its class's ``P(y|.)``; no (N, C) one-hot, gather, float64 or
+    normalised copy (issue 17).
     """
     n, c = probs.shape
-    scale = 1.0 / n if row_sums is None else 1.0 / (n * np.asarray(row_sums, dtype=np.float64))
+    w = np.full(n, 1.0 / n) if row_sums is None else 1.0 / (n * np.asarray(row_sums, dtype=np.float64))
+    # Rows are read in class order (gathered block by block into one reused float64
+    # buffer), so that each block is a few runs of one class: P(y, z) is a weighted column
+    # sum per run and eep_i a product with that class's row of P(y|z), both einsum loops
+    # (no BLAS call per block: on a loaded machine the thread wake-ups of many skinny BLAS
+    # products cost more than the arithmetic).
+    order = np.argsort(codes, kind="stable")
+    sorted_codes = codes[order]
+    w_sorted = w[order]
+
+    def runs(s, e):
+        run = sorted_codes[s:e]
+        cut = np.flatnonzero(run[1:] != run[:-1]) + 1
+        edges = np.concatenate([[0], cut, [e - s]])
+        return [(int(a), int(b), int(run[a])) for a, b in zip(edges[:-1], edges[1:])]
+
     joint = np.zeros((n_classes, c))                           # (K, C)  P(y, z)
-    chunks = row_blocks(n, c)
-    for s, e in chunks:
-        weights = np.zeros((n_classes, e - s))
-        weights[codes[s:e], np.arange(e - s)] = scale if np.ndim(scale) == 0 else scale[s:e]
-        joint += weights @ as64(probs[s:e])
+    for s, e, blk in blocks64(probs, rows=order):
+        for a, b, k in runs(s, e):
+            joint[k] += np.einsum("i,ij->j", w_sorted[s + a:s + b], blk[a:b])
     pz = joint.sum(axis=0)                                   # (C,)    P(z)
     cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y | z)
     # expected empirical prediction of the true label only: sum_z P(y_i|z) theta_iz
+    eep_sorted = np.empty(n)
+    for s, e, blk in blocks64(probs, rows=order):
+        for a, b, k in runs(s, e):
+            eep_sorted[s + a:s + b] = np.einsum("ij,j->i", blk[a:b], cond[k])
     eep = np.empty(n)
-    for s, e in chunks:
-        pred = as64(probs[s:e]) @ cond.T         # (chunk, K)
-        eep[s:e] = pred[np.arange(e - s), codes[s:e]]
+    eep[order] = eep_sorted
     if row_sums is not None:
         eep /= row_sums
     if not log:

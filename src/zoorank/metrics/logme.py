@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoorank.metrics._blocked import as64, centred_gram, row_blocks
+from zoorank.metrics._blocked import as64, blocks64, centred_gram
 from zoorank.metrics.validation import check_features_labels, one_hot
 
 _EPS = 1e-5  # the reference's regulariser in the alpha / beta denominators
@@ -55,8 +55,8 @@ def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None):
         # F^T F by syrk and F^T y over float64 row blocks (float32 F is never copied whole)
         gram = centred_gram(f, np.zeros(d))
         fty = np.zeros((d, y.shape[1]))
-        for a, b in row_blocks(n, d):
-            fty += as64(f[a:b]).T @ y[a:b]
+        for a, b, blk in blocks64(f):
+            fty += blk.T @ y[a:b]
         s, v = np.linalg.eigh(gram)                          # D x D
         proj = v.T @ fty                                     # diag(sqrt s) U^T y, (D, K)
     else:

@@ -21,10 +21,13 @@ from zoorank.metrics.validation import check_features_labels, probability_rows
 def nce_from_labels(source_codes: np.ndarray, codes: np.ndarray, n_classes: int) -> float:
     """``-H(Y|Z)`` of integer source labels and target codes (both (N,), non-negative)."""
     n = codes.shape[0]
-    _, z = np.unique(source_codes, return_inverse=True)  # drop source classes never predicted
+    z = np.asarray(source_codes).reshape(-1)
+    if not (z.min() >= 0 and z.max() <= 4 * n + 1024):   # sparse ids: compact them first
+        _, z = np.unique(z, return_inverse=True)
     n_src = int(z.max()) + 1
-    joint = np.bincount(z.reshape(-1) * n_classes + codes,
+    joint = np.bincount(z * n_classes + codes,
                         minlength=n_src * n_classes).reshape(n_src, n_classes) / n
+    joint = joint[joint.sum(axis=1) > 0]                  # drop source classes never predicted
     pz = joint.sum(axis=1, keepdims=True)                 # > 0 for every kept z
     nz = joint > 0
     return float(np.sum(joint[nz] * np.log((joint / pz)[nz])))
@@ -47,6 +50,8 @@ def nce_score(features, labels, *, source_probs, random_state: int = 0) -> float
     Checked against thuml/LogME ``NCE.py``.
     """
     chk = check_features_labels(features, labels, dtype=None, finite=False)
-    probs, _ = probability_rows(source_probs, name="source_probs", n_rows=chk.n_samples)
-    # argmax of the rows as given: dividing a row by its positive sum keeps its argmax
-    return nce_from_labels(np.argmax(probs, axis=1), chk.labels, chk.n_classes)
+    # argmax of the rows as given (taken in the validation pass): dividing a row by its
+    # positive sum keeps its argmax
+    _, _, source = probability_rows(source_probs, name="source_probs", n_rows=chk.n_samples,
+                                    argmax=True)
+    return nce_from_labels(source, chk.labels, chk.n_classes)

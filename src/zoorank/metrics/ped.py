@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 from scipy.spatial.distance import cdist
 
-from zoorank.metrics._blocked import as64, class_stats, row_blocks
+from zoorank.metrics._blocked import blocks64, class_stats
 from zoorank.metrics.sfda import sfda_from_checked
 from zoorank.metrics.validation import check_features_labels, check_matrix
 
@@ -73,8 +73,8 @@ def _ped_move_checked(x, codes, k, *, time_step, nsigma, exit_ratio, max_steps, 
     # deviations from the class mean, weighted per dimension, accumulated block by block
     sq = np.zeros(k)
     inv_s2 = 1.0 / scale ** 2
-    for s, e in row_blocks(x.shape[0], x.shape[1]):
-        dev = as64(x[s:e]) - means_x[codes[s:e]]
+    for s, e, dev in blocks64(x):
+        dev -= means_x[codes[s:e]]
         sq += np.bincount(codes[s:e], weights=(dev * dev) @ inv_s2, minlength=k)
     radius = np.sqrt(sq / np.maximum(counts, 1))
     # Every step translates whole classes, so class variances (hence radii) never change and
@@ -96,8 +96,8 @@ def _ped_move_checked(x, codes, k, *, time_step, nsigma, exit_ratio, max_steps, 
     # (z + shift[y]) * scale + center = x + (shift * scale)[y]: the move in the original scale
     moved = np.empty(x.shape)
     step = shift * scale
-    for s, e in row_blocks(x.shape[0], x.shape[1]):
-        moved[s:e] = as64(x[s:e]) + step[codes[s:e]]
+    for s, e, blk in blocks64(x):
+        np.add(blk, step[codes[s:e]], out=moved[s:e])
     return moved
 
 
@@ -106,12 +106,12 @@ def _standardiser(ref: np.ndarray, eps: float) -> tuple[np.ndarray, np.ndarray]:
     (two-pass: mean, then squared deviations), like ``np.mean`` / ``np.std`` of a float64 copy."""
     n, d = ref.shape
     center = np.zeros(d)
-    for s, e in row_blocks(n, d):
-        center += as64(ref[s:e]).sum(axis=0)
+    for _, _, blk in blocks64(ref):
+        center += blk.sum(axis=0)
     center /= n
     var = np.zeros(d)
-    for s, e in row_blocks(n, d):
-        dev = as64(ref[s:e]) - center
+    for _, _, dev in blocks64(ref):
+        dev -= center
         var += np.einsum("ij,ij->j", dev, dev)
     return center, np.maximum(np.sqrt(var / n), eps)
 

@@ -13,7 +13,7 @@ import numpy as np
 import scipy.linalg
 from scipy.special import log_softmax, softmax
 
-from zoorank.metrics._blocked import apply_rows, as64, centred_gram, class_stats, row_blocks
+from zoorank.metrics._blocked import apply_rows, blocks64, centred_gram, class_stats
 from zoorank.metrics._common import total_scatter, within_class_scatter
 from zoorank.metrics.validation import check_features_labels
 
@@ -130,9 +130,11 @@ def _confmix(x, codes, p_true, others):
     """``x_i <- q_i x_i + (1 - q_i) others[y_i]`` into a new array of x's dtype (the
     reference overwrites its float32 input in place with the same rounding), block by block."""
     out = np.empty_like(x)
-    for s, e in row_blocks(x.shape[0], x.shape[1]):
+    for s, e, blk in blocks64(x):
         q = p_true[s:e, None]
-        out[s:e] = q * as64(x[s:e]) + (1.0 - q) * others[codes[s:e]]
+        blk *= q
+        blk += (1.0 - q) * others[codes[s:e]]
+        out[s:e] = blk
     return out
 
 

@@ -31,15 +31,18 @@ from zoorank.metrics.validation import check_features_labels
 
 
 def _logdet_identity_plus(gram: np.ndarray, a: float) -> float:
-    """``1/2 log det(I + a * gram)`` for a PSD ``gram`` (Cholesky; eigenvalues as fallback)."""
+    """``1/2 log det(I + a * gram)`` for a PSD ``gram`` of which only the upper triangle
+    is read (float64 Cholesky; eigenvalues as fallback)."""
     mat = a * gram
     mat.flat[:: mat.shape[0] + 1] += 1.0
-    try:
-        c = linalg.cholesky(mat, lower=True, check_finite=False)
-        return float(np.sum(np.log(np.diag(c))))
-    except linalg.LinAlgError:  # numerically indefinite: fall back to eigenvalues
-        w = np.linalg.eigvalsh(mat)
-        return float(0.5 * np.sum(np.log(np.clip(w, 1.0, None))))
+    factor, info = linalg.lapack.dpotrf(mat, lower=0, clean=0, overwrite_a=1)
+    if info == 0:
+        return float(np.sum(np.log(np.diag(factor))))
+    # numerically indefinite: fall back to eigenvalues of the same (upper) matrix
+    mat = a * gram
+    mat.flat[:: mat.shape[0] + 1] += 1.0
+    w = np.linalg.eigvalsh(mat, UPLO="U")
+    return float(0.5 * np.sum(np.log(np.clip(w, 1.0, None))))
 
 
 def coding_rate(z: np.ndarray, eps: float = 1e-4, *, gram: np.ndarray | None = None) -> float:
@@ -77,15 +80,16 @@ def transrate_score(features, labels, *, eps: float = 1e-4, random_state: int = 
     per_class = []
     total = np.zeros((d, d)) if d <= n else None
     for rows in np.split(order, bounds):
-        if rows.shape[0] >= d:                    # d x d class Gram, summed into Z^T Z
-            gk = centred_gram(x, mu, rows=rows, precision=precision)
+        nk = rows.shape[0]
+        gk = None
+        if total is not None:                     # d x d class Gram (upper), summed into Z^T Z
+            gk = centred_gram(x, mu, rows=rows, precision=precision, symmetric=False)
             total += gk
-            per_class.append(_logdet_identity_plus(gk, 1.0 / (rows.shape[0] * eps)))
+        if gk is not None and 2 * nk >= d:        # its logdet, unless n_k x n_k is much smaller
+            per_class.append(_logdet_identity_plus(gk, 1.0 / (nk * eps)))
         else:                                     # n_k x n_k Gram of the class
-            zk = x[rows] - mu.astype(x.dtype)
-            per_class.append(coding_rate(zk.astype(np.float64), eps))
-            if total is not None:
-                total += centred_gram(x, mu, rows=rows, precision=precision)
+            zk = (x[rows] - mu.astype(x.dtype)).astype(np.float64)
+            per_class.append(_logdet_identity_plus(zk @ zk.T, 1.0 / (nk * eps)))
     if total is not None:
         overall = _logdet_identity_plus(total, 1.0 / (n * eps))
     else:

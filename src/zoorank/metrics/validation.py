@@ -54,6 +54,13 @@ def encode_labels(labels, *, name: str = "labels") -> tuple[np.ndarray, np.ndarr
         arr = arr.astype(np.int64)
     elif arr.dtype.kind not in "iuUSOb":
         raise ValueError(f"{name} has unsupported dtype {arr.dtype}")
+    if arr.dtype.kind in "iu" and arr.min() >= 0 and arr.max() <= 4 * arr.size + 1024:
+        # small non-negative integers: classes from a bincount, codes from a lookup table
+        # (O(N), no sort; same result as np.unique)
+        present = np.flatnonzero(np.bincount(arr))
+        lookup = np.zeros(int(present[-1]) + 1, dtype=np.int64)
+        lookup[present] = np.arange(present.size)
+        return lookup[arr], present.astype(arr.dtype)
     try:
         classes, codes = np.unique(arr, return_inverse=True)
     except TypeError as exc:  # mixed object types that cannot be ordered
@@ -133,27 +140,41 @@ def check_features_labels(features, labels, *, min_classes: int = 2,
     return Checked(x, codes, classes)
 
 
-def probability_rows(probs, *, name: str, n_rows: int) -> tuple[np.ndarray, np.ndarray]:
-    """Validate rows of probabilities without copying them: ``(probs, row_sums)``.
+def probability_rows(probs, *, name: str, n_rows: int,
+                     argmax: bool = False) -> tuple[np.ndarray, ...]:
+    """Validate rows of probabilities without copying them: ``(probs, row_sums)``, or
+    ``(probs, row_sums, row_argmax)`` with ``argmax=True``.
 
     ``probs`` (n_rows, C) is returned as given when float32/float64 (other numeric types are
     upcast to float64); entries must be non-negative and each row must sum to 1 within 1e-3
     (NaN and inf fail these two tests). ``row_sums`` (n_rows,) float64 lets a caller divide
-    by the exact sums inside its own chunked pass instead of holding a normalised copy.
+    by the exact sums inside its own pass instead of holding a normalised copy. One pass in
+    cache-sized row blocks computes the minimum, the row sums (and the row argmax, first
+    maximum as ``np.argmax``), so the data is read from memory once.
     """
     p = check_matrix(probs, name=name, n_rows=n_rows, dtype=None, finite=False)
-    if not p.min() >= 0:          # NaN propagates through min and fails here too
-        if np.isnan(p.min()):
+    n, c = p.shape
+    sums = np.empty(n)
+    top = np.empty(n, dtype=np.int64) if argmax else None
+    lowest = np.inf
+    step = max(1, (1 << 18) // c)              # ~1 MiB of float32: stays in cache
+    for s in range(0, n, step):
+        blk = p[s:s + step]
+        lowest = np.minimum(lowest, blk.min())          # NaN propagates
+        sums[s:s + step] = blk.sum(axis=1)
+        if argmax:
+            top[s:s + step] = blk.argmax(axis=1)
+    if not lowest >= 0:          # NaN propagates through min and fails here too
+        if np.isnan(lowest):
             raise ValueError(f"{name} contains NaN or inf")
         raise ValueError(f"{name} has negative entries; pass probabilities (softmax outputs), not logits")
-    sums = (p @ np.ones(p.shape[1], dtype=p.dtype)).astype(np.float64)
     if not np.all(np.abs(sums - 1.0) <= 1e-3):   # inf rows fail here
         bad = sums[np.isfinite(sums)]
         lo, hi = (bad.min(), bad.max()) if bad.size else (np.inf, np.inf)
         raise ValueError(
             f"{name} rows must sum to 1 (found sums in [{lo:.4g}, {hi:.4g}]"
             f"{'' if bad.size == sums.size else ', and non-finite rows'}); apply softmax first")
-    return p, sums
+    return (p, sums, top) if argmax else (p, sums)
 
 
 def check_probabilities(probs, *, name: str, n_rows: int) -> np.ndarray:
