@@ -357,3 +357,112 @@ def test_rejects_bad_parameters_and_labels():
         transrate_score(x, y, eps=0)
     with pytest.raises(ValueError, match="n_components_per_class"):
         nleep_score(x, y, n_components_per_class=0)
+
+
+# ----------------------------------------------------------------------------- speed/memory paths (#17)
+from zoorank.metrics import _blocked  # noqa: E402
+from zoorank.metrics.nce import nce_from_labels  # noqa: E402
+from zoorank.metrics.validation import (check_matrix, encode_labels,  # noqa: E402
+                                        probability_rows)
+
+_BLOCKED = ["logme", "leep", "nce", "hscore", "reg_hscore", "transrate"]
+
+
+@pytest.mark.parametrize("name", _BLOCKED)
+def test_many_blocks_equal_one_block(name, monkeypatch):
+    """The chunked float64 accumulation only reorders additions: with 64-entry blocks
+    (dozens of blocks, class runs split across them) the value equals the one-block value
+    to rounding (relative 1e-12 on these well-conditioned data)."""
+    x, y, p = make_data(n=150, d=9, k=4, c=7, sep=1.0, seed=11)
+    one = METRICS[name](x, y, p)
+    monkeypatch.setattr(_blocked, "BLOCK_ELEMS", 64)
+    assert METRICS[name](x, y, p) == pytest.approx(one, rel=1e-12, abs=1e-14)
+
+
+@pytest.mark.parametrize("name", ["logme", "leep", "nce", "hscore", "reg_hscore"])
+def test_float32_input_is_accumulated_in_float64(name):
+    """float32 features / probabilities are no longer upcast whole, but every statistic is
+    still accumulated in float64 from the same values: the result equals the float64
+    computation on the upcast arrays to rounding."""
+    x, y, p = make_data(n=140, d=7, k=4, c=6, sep=1.0, seed=12)
+    x32, p32 = x.astype(np.float32), p.astype(np.float32)
+    p32 /= p32.sum(axis=1, keepdims=True)
+    a = METRICS[name](x32, y, p32)
+    b = METRICS[name](x32.astype(np.float64), y, p32.astype(np.float64))
+    assert a == pytest.approx(b, rel=1e-10, abs=1e-12)
+
+
+def test_transrate_float32_precision_as_reference():
+    """precision="auto" takes float32 Gram blocks for float32 features (the reference's
+    precision). Each Gram entry is then a float32 sum of n products: relative error at
+    most ~n * 2**-24 (7e-6 for n=120, a worst-case bound), which moves each log-determinant
+    by at most d times that relative to its size; precision="float64" is exact."""
+    x, y, _ = make_data(n=120, d=8, k=4, sep=1.0, seed=13)
+    x32 = x.astype(np.float32)
+    exact = transrate_score(x32.astype(np.float64), y)
+    assert transrate_score(x32, y, precision="float64") == pytest.approx(exact, rel=1e-12)
+    assert transrate_score(x32, y) == pytest.approx(exact, rel=8 * 120 * 2.0 ** -24)
+    with pytest.raises(ValueError, match="precision"):
+        transrate_score(x, y, precision="half")
+
+
+def test_transrate_small_class_gram_path():
+    """d <= N (the d x d total Gram is formed) but classes of 15 < d/2 = 20: their rates
+    go through the n_k x n_k Gram; still the direct log-determinant formula."""
+    x, y, _ = make_data(n=60, d=40, k=4, sep=1.0, seed=14)
+    z = x - x.mean(axis=0)
+
+    def rate(m):
+        n, d = m.shape
+        return 0.5 * np.linalg.slogdet(np.eye(d) + m.T @ m / (n * 1e-4))[1]
+
+    direct = rate(z) - np.mean([rate(z[y == c]) for c in range(4)])
+    assert transrate_score(x, y) == pytest.approx(direct, rel=1e-10)
+
+
+def test_validation_reads_without_copying():
+    x, y, p = make_data(n=50, d=6, k=3, c=5)
+    x32, p32 = x.astype(np.float32), p.astype(np.float32)
+    assert check_matrix(x32, name="features", dtype=None) is x32
+    assert check_matrix(x, name="features", dtype=None) is x
+    assert check_matrix(x32, name="features").dtype == np.float64   # the default upcasts
+    got, sums = probability_rows(p32, name="source_probs", n_rows=50)
+    assert got is p32
+    assert np.allclose(sums, p32.astype(np.float64).sum(axis=1), rtol=1e-6)
+    _, _, top = probability_rows(p32, name="source_probs", n_rows=50, argmax=True)
+    assert np.array_equal(top, np.argmax(p32, axis=1))
+
+
+def test_finite_check_is_exact():
+    """The fast check sums rows; finite values whose row sum overflows are not flagged,
+    and the error counts the rows that really hold NaN or inf."""
+    x = np.ones((6, 4), dtype=np.float32)
+    x[2] = 3e38                                       # finite, row sum overflows float32
+    assert check_matrix(x, name="features", dtype=None) is x
+    x[4, 1], x[5, 0] = np.inf, np.nan
+    with pytest.raises(ValueError, match="features contains NaN or inf in 2 row"):
+        check_matrix(x, name="features", dtype=None)
+    with pytest.raises(ValueError, match="source_probs contains NaN"):
+        probability_rows(np.array([[0.5, np.nan]]), name="source_probs", n_rows=1)
+    with pytest.raises(ValueError, match="source_probs rows must sum to 1"):
+        probability_rows(np.array([[0.5, np.inf]]), name="source_probs", n_rows=1)
+
+
+@pytest.mark.parametrize("labels", [
+    np.array([5, 0, 9, 5, 9, 0, 2]),                  # gaps: bincount fast path
+    np.array([3, 1, 3, 1], dtype=np.uint8),
+    np.array([-4, 7, -4, 2]),                         # negative: np.unique path
+    np.array([10**12, 3, 10**12]),                    # huge ids: np.unique path
+])
+def test_label_encoding_matches_unique(labels):
+    codes, classes = encode_labels(labels)
+    ref_classes, ref_codes = np.unique(labels, return_inverse=True)
+    assert np.array_equal(codes, ref_codes) and np.array_equal(classes, ref_classes)
+    assert classes.dtype == ref_classes.dtype
+
+
+def test_nce_sparse_source_ids_equal_compact_ids():
+    rng = np.random.default_rng(3)
+    src, tgt = rng.integers(0, 6, 80), rng.integers(0, 3, 80)
+    assert nce_from_labels(src * 10**9 + 7, tgt, 3) == pytest.approx(
+        nce_from_labels(src, tgt, 3), rel=1e-15)

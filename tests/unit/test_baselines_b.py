@@ -501,3 +501,60 @@ def test_parc_needs_a_within_class_pair():
     x, y = make_blobs(n=5, d=6, k=5)
     with pytest.raises(ValueError, match="at least 2 samples"):
         parc_score(x, np.arange(5))
+
+
+# ============================================================================ speed/memory paths (#17)
+from zoorank.metrics import _blocked  # noqa: E402
+from zoorank.metrics.etran import energy_scores  # noqa: E402
+
+_BLOCKED = {
+    "sfda": lambda x, y: sfda_score(x, y),
+    "ped": lambda x, y: ped_score(x, y),
+    "etran": lambda x, y: etran_score(x, y),
+    "etran_shrunk": lambda x, y: etran_score(x, y, lda_covariance="shrunk"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(_BLOCKED))
+def test_many_blocks_equal_one_block(name, monkeypatch):
+    """Chunked float64 statistics only reorder additions: 64-entry blocks (dozens of them)
+    give the one-block value to rounding."""
+    x, y = make_blobs(n=160, d=9, k=4, sep=0.8, seed=21, positive=True)
+    one = _BLOCKED[name](x, y)
+    moved = ped_move(x, y)
+    monkeypatch.setattr(_blocked, "BLOCK_ELEMS", 64)
+    assert _BLOCKED[name](x, y) == pytest.approx(one, rel=1e-12)
+    assert np.allclose(ped_move(x, y), moved, rtol=0, atol=1e-12)
+
+
+def test_energy_matches_scipy_logsumexp():
+    """Block logsumexp in the features' dtype: float64 input equals scipy's to rounding;
+    float32 input (float32 exp, float64 sum) is within the float32 error of the exponent
+    argument, |x - max| * 2**-24 relative per term, i.e. abs ~1e-6 here (|x| <= ~10)."""
+    x, _ = make_blobs(n=90, d=30, k=3, sep=2.0, seed=22)
+    for t in (1.0, 0.5):
+        exact = t * logsumexp(x / t, axis=1)
+        assert np.allclose(energy_scores(x, t), exact, rtol=1e-13, atol=0)
+        x32 = x.astype(np.float32)
+        exact32 = t * logsumexp(x32.astype(np.float64) / t, axis=1)
+        err = np.abs(energy_scores(x32, t) - exact32).max()
+        assert err <= 4 * np.abs(x32 / t).max() * 2.0 ** -24 * t + 1e-12
+
+
+def test_float32_features_give_the_float64_statistics():
+    """float32 features are never upcast whole, yet LDA statistics and logits are float64:
+    SFDA's first LDA / ETran's LDA component equal the float64 computation on the same
+    values to rounding. SFDA's ConfMix stores the mixed features in the input dtype (as the
+    reference, which overwrites its float32 input): with float64 features it is exact."""
+    x, y = make_blobs(n=150, d=8, k=4, sep=0.7, seed=23, positive=True)
+    x32 = x.astype(np.float32)
+    a = etran_components(x32, y)["lda"]
+    b = etran_components(x32.astype(np.float64), y)["lda"]
+    assert a == pytest.approx(b, rel=1e-12)
+    assert sfda_score(x32, y, confmix=False) == pytest.approx(
+        sfda_score(x32.astype(np.float64), y, confmix=False), rel=1e-12)
+    # ConfMix rounding to float32: features move by <= 2**-24 relative, the mean posterior
+    # by at most that times its Lipschitz constant (logits are O(|x| |coef|), here < 1e3)
+    assert sfda_score(x32, y) == pytest.approx(sfda_score(x32.astype(np.float64), y),
+                                               rel=1e3 * 2.0 ** -24)
+    assert ped_score(x32, y) == pytest.approx(ped_score(x32.astype(np.float64), y), rel=1e-12)

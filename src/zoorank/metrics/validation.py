@@ -73,7 +73,8 @@ def _finite_rows_fast(arr: np.ndarray) -> bool:
     temporary: NaN and inf propagate into the row sums ``arr @ 1`` (one multi-threaded BLAS
     pass); a non-finite sum is confirmed row by row (finite values whose sum overflows)."""
     ones = np.ones(arr.shape[1], dtype=arr.dtype)
-    sums = arr @ ones
+    with np.errstate(over="ignore", invalid="ignore"):
+        sums = arr @ ones
     if np.all(np.isfinite(sums)):
         return True
     return _count_bad_rows(arr, np.flatnonzero(~np.isfinite(sums))) == 0
@@ -161,7 +162,7 @@ def probability_rows(probs, *, name: str, n_rows: int,
     for s in range(0, n, step):
         blk = p[s:s + step]
         lowest = np.minimum(lowest, blk.min())          # NaN propagates
-        sums[s:s + step] = blk.sum(axis=1)
+        sums[s:s + step] = blk.sum(axis=1, dtype=np.float64)
         if argmax:
             top[s:s + step] = blk.argmax(axis=1)
     if not lowest >= 0:          # NaN propagates through min and fails here too
