@@ -41,15 +41,25 @@ def _check_locations(settings: Settings, track: bool) -> Settings:
     """Fail fast, before any work, on an unwritable store or an unreachable tracking URI. Returns
     the settings to run with: an existing store that cannot be written (a read-only team cache)
     becomes the read store in front of ``<home>/store.zarr`` (zoorank.storage.layered, says so)."""
+    settings = _check_store(settings)
+    _check_tracking(settings, track)
+    return settings
+
+
+def _check_store(settings: Settings) -> Settings:
+    """The store half of :func:`_check_locations` (no MLflow import)."""
     from zoorank.storage.layered import open_store, resolve_read_only_store
 
     settings = resolve_read_only_store(settings)  # creates the store, or raises StoreNotWritable naming it
     open_store(settings).check_writable()         # a real write; a missing --read-store fails naming it
+    return settings
+
+
+def _check_tracking(settings: Settings, track: bool) -> None:
     if track:
         from zoorank.storage.tracking import Tracker
 
         Tracker.from_settings(settings)  # raises TrackingUnavailable naming the URI
-    return settings
 
 
 def normalise_per_class(per_class) -> int | None:
@@ -80,6 +90,17 @@ class RankingResult:
     from_cache: bool = False
 
 
+def _known_run(settings, cached, subset, metrics, metric_params, lead_params) -> str | None:
+    """The MLflow run that already holds this exact ranking (checked without MLflow), or None."""
+    from zoorank.ranking import ranking_params
+    from zoorank.tracking_report import known_finished_run, ranking_key
+
+    outcomes = cached[0]
+    key = ranking_key({o.model: o.identity for o in outcomes}, {o.dataset: o.keys["labels"] for o in outcomes},
+                      subset, metrics, ranking_params(metric_params, lead_params))
+    return known_finished_run(settings, key)
+
+
 def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: int | str | None = 100,
          split: str = "train", seed: int = 0, metrics: list[str] | None = None,
          metric_params: dict | None = None, lead_params: LeadParams | None = None,
@@ -100,6 +121,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     """
     from zoorank import pipeline, progress
     from zoorank.ranking import pairs_from_cache, subset_notes
+    from zoorank.storage.layered import open_store
 
     settings = settings or Settings.from_env()
     if read_store is not None:  # a read-only store read before computing (zoorank.storage.layered)
@@ -116,19 +138,25 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     metrics = list(metrics or pipeline.default_metrics())
     metric_params = dict(metric_params or {})
     lead_params = lead_params or LeadParams()
-    settings = _check_locations(settings, track)
+    settings = _check_store(settings)
     subset = SubsetSpec(split=split, per_class=per_class, seed=seed)
     zoo_label = zoo if isinstance(zoo, str) else None
     images = {d: pipeline.load_subset(d, subset, data_root) for d in datasets}
     notes = subset_notes(images, per_class, split)
-    cached = pairs_from_cache(settings.store, specs, images, metrics, metric_params, lead_params, device) \
+    cached = pairs_from_cache(open_store(settings), specs, images, metrics, metric_params, lead_params, device) \
         if use_cache_path else None
+    known_run = _known_run(settings, cached, subset, metrics, metric_params, lead_params) \
+        if cached is not None and track and not new_run else None
+    if known_run is None:
+        _check_tracking(settings, track)   # an unreachable tracking URI fails here, before any work
     if cached is not None:
         from zoorank.ranking import finish_ranking
 
         progress.note(f"every stage of the {len(cached[0])} pairs is cached: served from {settings.store}")
         result = finish_ranking(settings, *cached, subset=subset, metrics=metrics, metric_params=metric_params,
-                                lead_params=lead_params, track=track, new_run=new_run, zoo=zoo_label)
+                                lead_params=lead_params, track=track and known_run is None, new_run=new_run,
+                                zoo=zoo_label)
+        result["run_id"] = known_run or result["run_id"]
     else:
         from zoorank.flows.rank import rank_flow
         from zoorank.flows.runners import flow_settings, make_task_runner

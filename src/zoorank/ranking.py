@@ -27,20 +27,42 @@ class NotCached(Exception):
     """A stage of the ranking is not in the store (the flow has work to do)."""
 
 
-class CacheOnlyStore(ArrayStore):
-    """An :class:`ArrayStore` that answers only from what is there: a missing or damaged entry
-    or record raises :class:`NotCached` instead of letting a stage compute it."""
+class CacheOnlyStore:
+    """A view of a store (an :class:`ArrayStore` or a layered one) that answers only from what
+    is there: a missing or damaged entry or record raises :class:`NotCached` instead of letting a
+    stage compute it, and nothing is written."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self._seen: set[str] = set()
+        self._sums: dict[str, str] = {}
 
     def exists(self, key: str, *, deep: bool = True) -> bool:
-        if not super().exists(key, deep=deep):
-            raise NotCached(key)
+        if key not in self._seen:          # published entries never change: verify each once
+            if not self._inner.exists(key, deep=deep):
+                raise NotCached(key)
+            self._seen.add(key)
         return True
+
+    def checksum(self, key: str) -> str:
+        """Memoised: every score of a pair asks for the same upstream checksums (17 metrics x 3)."""
+        if key not in self._sums:
+            self._sums[key] = self._inner.checksum(key)
+        return self._sums[key]
 
     def get_record(self, key: str):
         try:
-            return super().get_record(key)
+            return self._inner.get_record(key)
         except (CacheMiss, CorruptEntry):
             raise NotCached(key) from None
+
+    def put(self, key: str, *_args, **_kwargs):
+        raise NotCached(key)
+
+    put_record = writer = put
+
+    def __getattr__(self, name: str):
+        return getattr(self._inner, name)
 
 
 def _no_work(*_args, **_kwargs):
@@ -70,12 +92,13 @@ def _identity(spec, store):
     return model_identity(spec, store, load_backbone=_no_work)
 
 
-def pairs_from_cache(store_path, specs: list, images: dict, metrics: list[str], metric_params: dict | None = None,
+def pairs_from_cache(store, specs: list, images: dict, metrics: list[str], metric_params: dict | None = None,
                      lead_params: stages.LeadParams | None = None, device: str = "cpu"):
     """Every (model, dataset) pair from the cache: ``(outcomes, lead_keys)`` with
     ``lead_keys[(model, dataset)] = (svm_logits key, ntk_eigenvalues key)``, or ``None`` as
-    soon as one stage is missing (nothing computed). ``images``: ``{dataset id: scored images}``."""
-    store = CacheOnlyStore(store_path)
+    soon as one stage is missing (nothing computed). ``store``: an ArrayStore or a layered one;
+    ``images``: ``{dataset id: scored images}``."""
+    store = CacheOnlyStore(store)
     lead_params = lead_params or stages.LeadParams()
     outcomes, lead_keys = [], {}
     try:

@@ -9,6 +9,7 @@ the pairs run (:func:`open_ranking`) so that an interrupted ranking is marked KI
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 
@@ -20,6 +21,7 @@ from zoorank.pipeline import PairOutcome, logical_key
 from zoorank.stages import SubsetSpec
 
 TIES_ARTIFACT = "ties.json"
+TAG_LOGICAL_KEY = "zoorank.logical_key"   # = zoorank.storage.tracking.TAG_LOGICAL_KEY (that module imports mlflow)
 REPORT_ARTIFACT = "report"
 
 
@@ -33,6 +35,14 @@ def metric_versions(metrics: list[str]) -> str:
     return ",".join(f"{m}={get_metric(m).version}" for m in metrics)
 
 
+def ranking_key(models: dict[str, str], datasets: dict[str, str], subset: SubsetSpec, metrics: list[str],
+                params: dict) -> str:
+    """Logical key of a ranking (same inputs -> same key): ``models`` id -> identity,
+    ``datasets`` id -> labels key."""
+    return logical_key([{"identity": i} for i in models.values()], [{"fingerprint": f} for f in datasets.values()],
+                       subset, metrics, params)
+
+
 def open_ranking(settings: Settings, models: dict[str, str], datasets: dict[str, str], *, subset: SubsetSpec,
                  metrics: list[str], params: dict, new_run: bool = False, zoo: str | None = None):
     """The parent run of a ranking (``models``: id -> identity; ``datasets``: id -> labels key),
@@ -42,8 +52,7 @@ def open_ranking(settings: Settings, models: dict[str, str], datasets: dict[str,
     from zoorank.storage.tracking import Tracker
 
     tracker = Tracker.from_settings(settings)
-    key = logical_key([{"identity": i} for i in models.values()], [{"fingerprint": f} for f in datasets.values()],
-                      subset, metrics, params)
+    key = ranking_key(models, datasets, subset, metrics, params)
     name = f"rank {len(models)} models x {', '.join(sorted(datasets))}"
     run_params = {"subset": subset.as_dict(), "metrics": ",".join(metrics), "models": ",".join(sorted(models)),
                   "datasets": ",".join(sorted(datasets)), **params}
@@ -65,17 +74,91 @@ def log_ranking(settings: Settings, outcomes: list[PairOutcome], table: pd.DataF
         datasets = {o.dataset: o.keys["labels"] for o in outcomes}
         run = open_ranking(settings, models, datasets, subset=subset, metrics=metrics, params=params,
                            new_run=new_run, zoo=zoo)
+    key = ranking_key({o.model: o.identity for o in outcomes}, {o.dataset: o.keys["labels"] for o in outcomes},
+                      subset, metrics, params)
     with run as parent:
-        if parent.was_finished:
-            return parent.run_id
-        for i, o in enumerate(outcomes):
-            if i == len(outcomes) // 2:
-                kill_point("mlflow")
-            parent.log_pair(o.model, o.dataset, params={"identity": o.identity, **{
-                f"failed.{m}": why[:240] for m, why in o.errors.items()}},
-                scores=o.scores, timings=o.timings, cache_hits=o.cache_hits)
-        _log_parent(parent, table, metrics, ties or {})
+        if not parent.was_finished:
+            for i, o in enumerate(outcomes):
+                if i == len(outcomes) // 2:
+                    kill_point("mlflow")
+                parent.log_pair(o.model, o.dataset, params={"identity": o.identity, **{
+                    f"failed.{m}": why[:240] for m, why in o.errors.items()}},
+                    scores=o.scores, timings=o.timings, cache_hits=o.cache_hits)
+            _log_parent(parent, table, metrics, ties or {})
+    remember_run(settings, key, parent.run_id)
     return parent.run_id
+
+
+# ------------------------------------------------------------------ a logged ranking, found without MLflow
+# A fully cached rerun of a ranking that is already logged has nothing to log; finding its run
+# through MLflow costs more than the rest of the rerun (importing mlflow + SQLAlchemy and opening
+# the store: ~3 s of the ~7 s measured). So the store remembers which run logged which logical
+# ranking at which tracking URI, and the run is checked directly: the SQLite file with the
+# standard library, or one REST call to a tracking server.
+
+def _memo_key(settings: Settings, key: str) -> str:
+    from zoorank.storage.keys import content_key
+
+    return content_key("ranking_run", stage_version=1, logical_key=key, tracking_uri=settings.tracking_uri,
+                       experiment=settings.experiment)
+
+
+def remember_run(settings: Settings, key: str, run_id: str) -> None:
+    """Record that ``run_id`` holds the finished ranking ``key`` (best effort)."""
+    from zoorank.storage.arrays import ArrayStore
+
+    try:
+        ArrayStore(settings.store).put_record(_memo_key(settings, key), {"run_id": run_id, "logical_key": key})
+    except Exception:  # noqa: BLE001 - a read-only store: the next rerun asks MLflow instead
+        pass
+
+
+def _run_status_sqlite(uri: str, run_id: str, key: str) -> bool:
+    import sqlite3
+    from pathlib import Path
+
+    db = Path(uri[len("sqlite:///"):].split("?", 1)[0])
+    if not db.is_file():
+        return False
+    with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=5)) as con:
+        row = con.execute("SELECT r.status, r.lifecycle_stage, t.value FROM runs r JOIN tags t "
+                          "ON t.run_uuid = r.run_uuid AND t.key = ? WHERE r.run_uuid = ?",
+                          (TAG_LOGICAL_KEY, run_id)).fetchone()
+    return row is not None and row[0] == "FINISHED" and row[1] == "active" and row[2] == key
+
+
+def _run_status_http(uri: str, run_id: str, key: str) -> bool:
+    import urllib.parse
+    import urllib.request
+
+    url = uri.rstrip("/") + "/api/2.0/mlflow/runs/get?" + urllib.parse.urlencode({"run_id": run_id})
+    with urllib.request.urlopen(url, timeout=5) as resp:
+        run = json.loads(resp.read())["run"]
+    tags = {t["key"]: t["value"] for t in run["data"].get("tags", [])}
+    return (run["info"]["status"] == "FINISHED" and run["info"].get("lifecycle_stage") == "active"
+            and tags.get(TAG_LOGICAL_KEY) == key)
+
+
+def known_finished_run(settings: Settings, key: str) -> str | None:
+    """The run that already holds the finished ranking ``key`` at this tracking URI, checked
+    without importing MLflow; ``None`` when unknown, gone, unfinished or not checkable."""
+    from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
+
+    try:
+        run_id = ArrayStore(settings.store).get_record(_memo_key(settings, key))["run_id"]
+    except (CacheMiss, CorruptEntry, KeyError, TypeError):
+        return None
+    uri = settings.tracking_uri
+    try:
+        if uri.startswith("sqlite:///"):
+            ok = _run_status_sqlite(uri, run_id, key)
+        elif uri.startswith(("http://", "https://")):
+            ok = _run_status_http(uri, run_id, key)
+        else:
+            return None
+    except Exception:  # noqa: BLE001 - any doubt: ask MLflow the ordinary way
+        return None
+    return run_id if ok else None
 
 
 def _log_parent(parent, table: pd.DataFrame, metrics: list[str], ties: dict) -> None:
