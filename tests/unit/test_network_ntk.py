@@ -55,7 +55,7 @@ def _data(n=30, k=3, seed=0):
 
 
 def _reference(net, x, y, *, params="all", s=4, feature_norm="none", random_state=0, kernel=False,
-               only=None):
+               only=None, stats=None):
     """Independent formulation: one autograd call per sample on a float64 copy of the net and
     an explicit head, summed squared gradients (or the explicit kernel's mean eigenvalue)."""
     net = copy.deepcopy(net).double().eval()
@@ -75,6 +75,8 @@ def _reference(net, x, y, *, params="all", s=4, feature_norm="none", random_stat
         z = net(x[i:i + 1])
         if feature_norm == "l2":
             z = z / z.norm()
+        elif feature_norm == "standard":
+            z = (z - torch.as_tensor(stats[0])) / torch.as_tensor(stats[1])
         a = z
         for j, (w, b) in enumerate(head):
             a = a @ w.T + b
@@ -138,6 +140,16 @@ def test_l2_head_input_is_differentiated_through():
     net, (x, y) = SmallNet(), _data()
     got = _lam(net, x, y, feature_norm="l2")
     np.testing.assert_allclose(got, _reference(net, x, y, feature_norm="l2"), rtol=1e-10)
+
+
+def test_standardised_head_input_uses_the_given_statistics():
+    net, (x, y) = SmallNet(), _data()
+    with torch.no_grad():
+        f = copy.deepcopy(net).double().eval()(x).numpy()
+    stats = (f.mean(axis=0), f.std(axis=0))
+    got = _lam(net, x, y, feature_norm="standard", feature_stats=stats)
+    np.testing.assert_allclose(got, _reference(net, x, y, feature_norm="standard", stats=stats),
+                               rtol=1e-10)
 
 
 def test_chunk_size_changes_only_rounding():
