@@ -466,3 +466,32 @@ def test_nce_sparse_source_ids_equal_compact_ids():
     src, tgt = rng.integers(0, 6, 80), rng.integers(0, 3, 80)
     assert nce_from_labels(src * 10**9 + 7, tgt, 3) == pytest.approx(
         nce_from_labels(src, tgt, 3), rel=1e-15)
+
+
+def test_pair_stats_memo_shares_the_covariance():
+    """One PairStats per pair: H-score, regularised H-score and LogME give their own values
+    (LogME's F^T F = N (cov + mu mu^T) agrees with the direct Gram to rounding) while the
+    covariance is computed once; a memo of other arrays is refused."""
+    from zoorank.metrics._shared import PairStats
+    x, y, _ = make_data(n=200, d=9, k=4, sep=1.0, seed=15)
+    stats = PairStats(x, y)
+    assert hscore(x, y, stats=stats) == pytest.approx(hscore(x, y), rel=1e-12)
+    assert regularized_hscore(x, y, stats=stats) == pytest.approx(regularized_hscore(x, y), rel=1e-12)
+    assert logme_score(x, y, stats=stats) == pytest.approx(logme_score(x, y), rel=1e-10)
+    assert stats.computed == ["class_stats", "centred_cov"]
+    with pytest.raises(ValueError, match="stats: this PairStats memo was made for other"):
+        hscore(x.copy(), y, stats=stats)
+
+
+def test_score_all_shares_one_memo_per_pair():
+    from zoorank.metrics import registry
+    from zoorank.metrics._shared import PairStats
+    x, y, p = make_data(n=150, d=6, k=3, c=5, sep=1.0, seed=16)
+    names = ["logme", "hscore", "reg_hscore", "leep", "transrate"]
+    memo = PairStats(x, y)
+    shared = registry.score_all(x, y, names, errors="raise", source_probs=p, stats=memo)
+    assert memo.computed == ["class_stats", "centred_cov"]     # once for the three users
+    for name in names:
+        alone = registry.score(name, x, y, source_probs=p)
+        assert shared[name] == pytest.approx(alone, rel=1e-10)
+    assert registry.score_all(x, y, names, errors="raise", source_probs=p) == pytest.approx(shared, rel=1e-12)

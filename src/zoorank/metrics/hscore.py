@@ -35,11 +35,17 @@ from zoorank.metrics.validation import check_features_labels
 _RCOND = 1e-15  # pseudo-inverse cut-off relative to the largest eigenvalue (as tllib)
 
 
-def _centred_stats(x: np.ndarray, codes: np.ndarray, n_classes: int):
+def _centred_stats(x: np.ndarray, codes: np.ndarray, n_classes: int, stats=None):
     """Biased covariance (D x D), centred class means (K x D), class weights n_c/N and the
     squared norms of the centred rows (N,), all float64, accumulated block by block
-    (``_blocked``: no centred or float64 copy of the features; syrk for the covariance)."""
+    (``_blocked``: no centred or float64 copy of the features; syrk for the covariance).
+    ``stats``: a :class:`zoorank.metrics._shared.PairStats` memo of these arrays, whose
+    covariance is then computed once for every metric that shares it (never modified)."""
     n = x.shape[0]
+    if stats is not None:
+        counts, class_mu, mu = stats.class_stats(x, codes, n_classes)
+        row_sq, cov = stats.centred_cov(x, codes, n_classes)
+        return row_sq, cov, class_mu - mu, counts / n
     counts, class_mu, mu = class_stats(x, codes, n_classes)
     row_sq = np.empty(n)
     cov = centred_gram(x, mu, row_sq=row_sq) / n
@@ -71,7 +77,7 @@ def _trace_inv_cholesky(a: np.ndarray, means, weights, *, min_rcond: float) -> f
     return float(np.sum(weights[None, :] * half ** 2))
 
 
-def hscore(features, labels, *, random_state: int = 0) -> float:
+def hscore(features, labels, *, stats=None, random_state: int = 0) -> float:
     """H-score (Bao et al., "An Information-theoretic Approach to Transferability in Task
     Transfer Learning", ICIP 2019): ``tr(cov(f)^+ cov(E[f|y]))``.
 
@@ -79,10 +85,15 @@ def hscore(features, labels, *, random_state: int = 0) -> float:
     when cov(f) is singular (N <= D), where it is known to be unreliable; prefer
     :func:`regularized_hscore` there. Higher is better.
 
+    ``stats``: optional per-pair memo (``_shared.PairStats``) sharing the covariance with
+    the regularised H-score and LogME.
+
     Checked against thuml/Transfer-Learning-Library ``tllib/ranking/hscore.py`` (h_score).
     """
     chk = check_features_labels(features, labels, dtype=None)
-    _, cov, means, w = _centred_stats(chk.features, chk.labels, chk.n_classes)
+    if stats is not None:
+        stats.check(features, labels)
+    _, cov, means, w = _centred_stats(chk.features, chk.labels, chk.n_classes, stats)
     # well-conditioned covariance (no eigenvalue near the 1e-15 cut): plain inverse
     fast = _trace_inv_cholesky(cov, means, w, min_rcond=1e-10)
     if fast is not None:
@@ -115,7 +126,7 @@ def ledoit_wolf_from_cov(cov: np.ndarray, xc: np.ndarray | None = None, *,
 
 
 def regularized_hscore(features, labels, *, shrinkage: float | None = None,
-                       random_state: int = 0) -> float:
+                       stats=None, random_state: int = 0) -> float:
     """Shrinkage-regularised H-score (Ibrahim et al., 2022):
     ``H_alpha = tr( ((1-alpha) S + alpha mu I)^-1 (1-alpha) cov(E[f|y]) )``.
 
@@ -123,13 +134,16 @@ def regularized_hscore(features, labels, *, shrinkage: float | None = None,
     ----------
     shrinkage : alpha in [0, 1]; ``None`` (default) uses the Ledoit-Wolf estimate, as the
         paper and tllib do. ``shrinkage=0`` gives :func:`hscore`.
+    stats : optional per-pair memo (``_shared.PairStats``), see :func:`hscore`.
 
     Higher is better. Checked against thuml/Transfer-Learning-Library
     ``tllib/ranking/hscore.py`` (regularized_h_score; equal up to its N/(N-1) factor, see
     module docstring).
     """
     chk = check_features_labels(features, labels, dtype=None)
-    row_sq, cov, means, w = _centred_stats(chk.features, chk.labels, chk.n_classes)
+    if stats is not None:
+        stats.check(features, labels)
+    row_sq, cov, means, w = _centred_stats(chk.features, chk.labels, chk.n_classes, stats)
     if shrinkage is None:
         alpha = ledoit_wolf_from_cov(cov, row_sq=row_sq)
     else:

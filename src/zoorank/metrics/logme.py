@@ -46,17 +46,20 @@ from zoorank.metrics.validation import check_features_labels, one_hot
 _EPS = 1e-5  # the reference's regulariser in the alpha / beta denominators
 
 
-def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None):
+def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None, gram=None, fty=None):
     """Non-zero eigenvalues ``s`` (r,) of F^T F and ``x = U^T y`` (r, K), U the left
     singular vectors of F (eigenvalues at or below ``rank_tol``, default
     ``max(s) * max(N, D) * eps``, count as zero)."""
     n, d = f.shape
     if n > d:
-        # F^T F by syrk and F^T y over float64 row blocks (float32 F is never copied whole)
-        gram = centred_gram(f, np.zeros(d))
-        fty = np.zeros((d, y.shape[1]))
-        for a, b, blk in blocks64(f):
-            fty += blk.T @ y[a:b]
+        # F^T F by syrk and F^T y over float64 row blocks (float32 F is never copied whole),
+        # unless given (from a per-pair memo)
+        if gram is None:
+            gram = centred_gram(f, np.zeros(d))
+        if fty is None:
+            fty = np.zeros((d, y.shape[1]))
+            for a, b, blk in blocks64(f):
+                fty += blk.T @ y[a:b]
         s, v = np.linalg.eigh(gram)                          # D x D
         proj = v.T @ fty                                     # diag(sqrt s) U^T y, (D, K)
     else:
@@ -83,8 +86,10 @@ def _evidence(alpha, beta, s, x2, res_x2, n, log_alpha_dim):
 
 
 def logme_fit(features: np.ndarray, targets: np.ndarray, *, tol: float = 1e-6,
-              max_iter: int = 100, thuml_compat: bool = False) -> dict:
+              max_iter: int = 100, thuml_compat: bool = False, gram=None, fty=None) -> dict:
     """Evidence maximisation for each column of ``targets`` (N, K) (already validated).
+
+    ``gram`` (D, D) = ``F^T F`` and ``fty`` (D, K) = ``F^T targets`` may be given (N > D).
 
     Returns ``{"evidence": (K,) per-column L/N, "alpha": (K,), "beta": (K,),
     "n_iter": (K,)}``.
@@ -96,7 +101,7 @@ def logme_fit(features: np.ndarray, targets: np.ndarray, *, tol: float = 1e-6,
     n, d = f.shape
     if thuml_compat:
         tol, max_iter = 1e-3, 11
-    s, x = _spectrum(f, y, rank_tol=1e-20 if thuml_compat else None)
+    s, x = _spectrum(f, y, rank_tol=1e-20 if thuml_compat else None, gram=gram, fty=fty)
     if s.size == 0:
         raise ValueError("features has rank 0 (all zeros): LogME's evidence is undefined")
     x2 = x ** 2
@@ -152,7 +157,7 @@ def log_evidence(features: np.ndarray, target: np.ndarray, alpha: float, beta: f
 
 
 def logme_score(features, labels, *, tol: float = 1e-6, max_iter: int = 100,
-                thuml_compat: bool = False, random_state: int = 0) -> float:
+                thuml_compat: bool = False, stats=None, random_state: int = 0) -> float:
     """LogME (You et al., ICML 2021; fixed-point solver of JMLR 2022).
 
     ``LogME = (1/K) sum_k max_{alpha,beta} log p(y_k | F, alpha, beta) / N`` over the K
@@ -165,6 +170,10 @@ def logme_score(features, labels, *, tol: float = 1e-6, max_iter: int = 100,
     max_iter : iteration cap per column (the fixed point typically converges in < 10).
     thuml_compat : reproduce thuml/LogME ``LogME.py`` ``_fit_fixed_point`` exactly (its
         ``D/2 log alpha`` term, tol 1e-3, 11 iterations); see the module docstring.
+    stats : optional per-pair memo (``_shared.PairStats``): when N > D, ``F^T F =
+        N (cov + mu mu^T)`` (a sum of two PSD terms: no cancellation) and the one-hot
+        ``F^T y_k = n_k m_k`` come from the covariance and class means it shares with the
+        H-scores, and the features are not read again.
     random_state : unused (deterministic).
 
     Checked against thuml/LogME ``LogME.py``.
@@ -172,6 +181,15 @@ def logme_score(features, labels, *, tol: float = 1e-6, max_iter: int = 100,
     chk = check_features_labels(features, labels, dtype=None)
     if tol <= 0 or max_iter < 1:
         raise ValueError(f"tol must be > 0 and max_iter >= 1 (got tol={tol}, max_iter={max_iter})")
+    gram = fty = None
+    n, d = chk.features.shape
+    if stats is not None:
+        stats.check(features, labels)
+        if n > d:
+            counts, means, mu = stats.class_stats(chk.features, chk.labels, chk.n_classes)
+            _, cov = stats.centred_cov(chk.features, chk.labels, chk.n_classes)
+            gram = n * (cov + np.outer(mu, mu))
+            fty = (counts[:, None] * means).T
     out = logme_fit(chk.features, one_hot(chk.labels, chk.n_classes), tol=tol,
-                    max_iter=max_iter, thuml_compat=thuml_compat)
+                    max_iter=max_iter, thuml_compat=thuml_compat, gram=gram, fty=fty)
     return float(np.mean(out["evidence"]))

@@ -10,7 +10,9 @@ Inputs a metric may need besides ``features`` and ``labels``:
 - ``sample_ids``: (N,) identities of the samples (their canonical dataset positions), for the
   metrics that choose subsets, folds or an order (optional; row positions when absent). A
   choice made from the identity, never from the feature values, keeps every score a
-  continuous function of the features.
+  continuous function of the features;
+- ``stats``: a per-pair ``_shared.PairStats`` memo (optional; ``score_all`` makes one) so that
+  LogME and the two H-scores form the feature covariance once per pair, not once each.
 """
 from __future__ import annotations
 
@@ -42,24 +44,29 @@ class Metric:
 
 _FL = ("features", "labels")
 _IDS = ("sample_ids",)
+_STATS = ("stats",)
 _SRC = ("features", "labels", "source_probs")
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("lead", "lead:lead_score", _FL, optional=("log_init", "class_eigenvalues") + _IDS,
            paper="Hu et al., LEAD, CVPR 2024"),
-    Metric("logme", "logme:logme_score", _FL, paper="You et al., LogME, ICML 2021"),
+    Metric("logme", "logme:logme_score", _FL, optional=_STATS, paper="You et al., LogME, ICML 2021"),
     Metric("leep", "leep:leep_score", _SRC, paper="Nguyen et al., LEEP, ICML 2020"),
     Metric("nce", "nce:nce_score", _SRC, paper="Tran et al., NCE, ICCV 2019"),
     Metric("nleep", "nleep:nleep_score", _FL, optional=_IDS, paper="Li et al., N-LEEP, CVPR 2021"),
-    Metric("hscore", "hscore:hscore", _FL, paper="Bao et al., H-score, ICIP 2019"),
-    Metric("reg_hscore", "hscore:regularized_hscore", _FL,
+    Metric("hscore", "hscore:hscore", _FL, optional=_STATS, paper="Bao et al., H-score, ICIP 2019"),
+    Metric("reg_hscore", "hscore:regularized_hscore", _FL, optional=_STATS,
            paper="Ibrahim et al., regularised H-score (shrinkage), ICLR 2022"),
-    Metric("transrate", "transrate:transrate_score", _FL, paper="Huang et al., TransRate, ICML 2022"),
+    # version 2 (#17): float32 Gram blocks for float32 features, as the reference
+    Metric("transrate", "transrate:transrate_score", _FL, paper="Huang et al., TransRate, ICML 2022",
+           version=2),
     Metric("parc", "parc:parc_score", _FL, optional=_IDS, paper="Bolya et al., PARC, NeurIPS 2021"),
     Metric("gbc", "gbc:gbc_score", _FL, paper="Pandy et al., GBC, CVPR 2022"),
-    Metric("sfda", "sfda:sfda_score", _FL, paper="Shao et al., SFDA, ECCV 2022"),
+    # version 2 (#17): ConfMix output in the features' dtype, as the reference
+    Metric("sfda", "sfda:sfda_score", _FL, paper="Shao et al., SFDA, ECCV 2022", version=2),
     Metric("ped", "ped:ped_score", _FL, paper="Li et al., PED, ICCV 2023"),
-    Metric("etran", "etran:etran_score", _FL, paper="Gholami et al., ETran, ICCV 2023"),
+    # version 2 (#17): float32 exp in the energy for float32 features, as the reference
+    Metric("etran", "etran:etran_score", _FL, paper="Gholami et al., ETran, ICCV 2023", version=2),
     Metric("pactran", "pactran:pactran_score", _FL, optional=_IDS, paper="Ding et al., PACTran, ECCV 2022"),
     Metric("lfc", "lfc:lfc_score", _FL, optional=_IDS, paper="Deshpande et al., linearized framework, 2021"),
     Metric("lgc", "lgc:lgc_score", _FL, optional=_IDS, paper="Deshpande et al., linearized framework, 2021"),
@@ -97,7 +104,7 @@ def score(name: str, features, labels, **inputs) -> float:
     return value
 
 
-_KNOWN_INPUTS = {"source_probs", "log_init", "class_eigenvalues", "sample_ids"}
+_KNOWN_INPUTS = {"source_probs", "log_init", "class_eigenvalues", "sample_ids", "stats"}
 
 
 def available(inputs: Mapping[str, object]) -> list[str]:
@@ -118,6 +125,9 @@ def score_all(features, labels, names=None, *, errors: str = "record",
     if errors not in ("record", "raise"):
         raise ValueError(f"errors must be 'record' or 'raise', got {errors!r}")
     names = list(names) if names is not None else available({"features": 1, **inputs})
+    if inputs.get("stats") is None:                 # one memo of shared statistics per pair
+        from zoorank.metrics._shared import PairStats
+        inputs["stats"] = PairStats(features, labels)
     out: dict[str, float | str] = {}
     for name in names:
         try:
