@@ -267,6 +267,8 @@ def markdown(report: dict) -> str:
             mem = zoo["peak_rss_mib"] / ref["peak_rss_mib"] if ref and zoo else None
             agree = _agreement(ref and ref["value"], zoo and zoo["value"])
             met = "-" if speed is None else ("yes" if speed >= 1.0 and mem <= 1.2 else "**no**")
+            if metric == "lead" and size == "big" and zoo:      # target: <= 10 s on 50,000 x 2,048
+                met = "yes (<= 10 s)" if zoo["seconds"] <= 10 else "**no** (> 10 s)"
             errs = [r["error"] for r in entry["ref"] + entry["zoorank"] if "error" in r]
             lines.append(
                 f"| {metric} | {ref_label} | `{zoo_label}` | {_fmt(ref and ref['seconds'])} | "
@@ -298,6 +300,8 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=2, help="runs per side (alternating)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "peers.md")
+    ap.add_argument("--render", nargs="+", type=Path, metavar="JSON",
+                    help="merge these reports (e.g. one per size) into --out and exit")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--make-data", nargs=4, help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -306,6 +310,9 @@ def main(argv=None) -> int:
         return 0
     if args.make_data:
         make_data_main(Path(args.make_data[0]), *map(int, args.make_data[1:]))
+        return 0
+    if args.render:
+        write_report(merge_reports([json.loads(p.read_text()) for p in args.render]), args.out)
         return 0
     sizes = [s for s in args.sizes.split(",") if s]
     metrics = [m for m in args.metrics.split(",") if m]
@@ -342,11 +349,29 @@ def main(argv=None) -> int:
                               flush=True)
     report["elapsed_s"] = time.perf_counter() - t_start
     report["machine"].update(load_min=min(loads), load_max=max(loads))
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.with_suffix(".json").write_text(json.dumps(report, indent=1))
-    args.out.write_text(markdown(report))
-    print(f"[peers] wrote {args.out} and {args.out.with_suffix('.json')}")
+    write_report(report, args.out)
     return 0
+
+
+def merge_reports(reports: list[dict]) -> dict:
+    """One report from several runs (e.g. one per size): results side by side, the load
+    range over all of them, the earliest start and the summed elapsed time."""
+    out = {"started": min(r["started"] for r in reports), "refs": reports[0]["refs"],
+           "machine": dict(reports[0]["machine"]), "results": {},
+           "elapsed_s": sum(r["elapsed_s"] for r in reports)}
+    out["machine"]["load_min"] = min(r["machine"]["load_min"] for r in reports)
+    out["machine"]["load_max"] = max(r["machine"]["load_max"] for r in reports)
+    for r in reports:
+        for size, rows in r["results"].items():
+            out["results"].setdefault(size, {}).update(rows)
+    return out
+
+
+def write_report(report: dict, out: Path) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.with_suffix(".json").write_text(json.dumps(report, indent=1))
+    out.write_text(markdown(report))
+    print(f"[peers] wrote {out} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
