@@ -7,7 +7,7 @@ setup:
 	bash scripts/setup.sh $(VENV)
 
 demo: setup
-	$(VENV)/bin/zoorank rank --zoo default --dataset digits --per-class 20
+	$(VENV)/bin/zoorank rank --zoo default --dataset emoji --per-class 10
 
 test: setup
 	$(PY) -m pytest -q

@@ -96,17 +96,19 @@ def stage_done(pair: str, result) -> None:
         prog, bar = _state["progress"], _state["bars"].get(result.stage)
         if prog is not None and bar is not None:
             prog.advance(bar)
-        p = _state["pairs"].setdefault(name, {"events": 0, "cached": 0, "seconds": 0.0, "lead": None})
+        p = _state["pairs"].setdefault(name, {"events": 0, "cached": 0, "na": 0, "seconds": 0.0, "lead": None})
         p["events"] += 1
-        p["cached"] += bool(result.cache_hit)
+        p["na"] += how == "skipped"
+        p["cached"] += how == "cached"
         p["seconds"] += float(result.seconds)
         if metric == "lead" and "score" in result.info:
             p["lead"] = float(result.info["score"])
         if _state["per_pair"] and p["events"] == _state["per_pair"]:
             _state["done_pairs"] += 1
             lead = "" if p["lead"] is None else f"  LEAD {p['lead']:.4g}"
+            na = f", {p['na']} not applicable" if p["na"] else ""
             _emit(f"  [{_state['done_pairs']}/{_state['n_pairs']}] {name}{lead}  "
-                  f"({p['events'] - p['cached']} computed, {p['cached']} cached, {p['seconds']:.1f} s)")
+                  f"({p['events'] - p['cached'] - p['na']} computed, {p['cached']} cached{na}, {p['seconds']:.1f} s)")
 
 
 def note(text: str) -> None:
