@@ -97,7 +97,7 @@ def _known_run(settings, cached, subset, metrics, metric_params, lead_params) ->
 
     outcomes = cached[0]
     key = ranking_key({o.model: o.identity for o in outcomes}, {o.dataset: o.keys["labels"] for o in outcomes},
-                      subset, metrics, ranking_params(metric_params, lead_params))
+                      subset, metrics, ranking_params(metric_params, lead_params, metrics))
     return known_finished_run(settings, key)
 
 

@@ -14,6 +14,7 @@ from dataclasses import asdict
 import numpy as np
 
 from zoorank import pipeline, stages
+from zoorank.metrics import registry as metric_registry
 from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
 
 __all__ = ["NotCached", "CacheOnlyStore", "pairs_from_cache", "tie_sets", "subset_notes", "finish_ranking",
@@ -169,15 +170,20 @@ def finish_ranking(settings: Settings, outcomes: list, lead_keys: dict, *, subse
         from zoorank.tracking_report import log_ranking
 
         run_id = log_ranking(settings, outcomes, table, subset=subset, metrics=metrics,
-                             params=ranking_params(metric_params, lead_params), new_run=new_run,
+                             params=ranking_params(metric_params, lead_params, metrics), new_run=new_run,
                              ties=ties, run=run, zoo=zoo)
     return {"table": table.to_dict("records"), "run_id": run_id, "pairs": [asdict(o) for o in outcomes],
             "ties": {d: t.as_dict() for d, t in ties.items()}}
 
 
-def ranking_params(metric_params: dict, lead_params: stages.LeadParams) -> dict:
-    """The parameters that enter a ranking's logical key (MLflow run reuse)."""
-    return {"metric_params": metric_params, "lead": asdict(lead_params)}
+def ranking_params(metric_params: dict, lead_params: stages.LeadParams, metrics: list[str] | None = None) -> dict:
+    """The parameters that enter a ranking's logical key (MLflow run reuse): with ``metrics``,
+    their code versions too, so that a metric whose results changed gets a new run instead of
+    the old, finished one being reported."""
+    params = {"metric_params": metric_params, "lead": asdict(lead_params)}
+    if metrics is not None:
+        params["metric_versions"] = {m: metric_registry.get_metric(m).version for m in metrics}
+    return params
 
 
 def run_opener(settings: Settings, subset: stages.SubsetSpec, metrics: list[str], params: dict,

@@ -81,7 +81,7 @@ def rank_flow(specs: list, datasets: list[str], subset: stages.SubsetSpec | None
     metrics = list(metrics or pipeline.default_metrics())
     metric_params = dict(metric_params or {})
     lead_params = lead_params or stages.LeadParams()
-    opener = run_opener(settings, subset, metrics, ranking_params(metric_params, lead_params), new_run,
+    opener = run_opener(settings, subset, metrics, ranking_params(metric_params, lead_params, metrics), new_run,
                         zoo) if track else None
     outcomes, lead_keys, run = _flow_body(settings, specs, datasets, subset, metrics, metric_params, lead_params,
                                           device, batch_size, data_root, opener)
