@@ -50,7 +50,7 @@ def _per_class(text: str):
 
 
 def _output_flags(p: argparse.ArgumentParser) -> None:
-    from zoorank.reporting.render import FORMATS
+    from zoorank.reporting import FORMATS
 
     p.add_argument("--format", choices=FORMATS, default="table", help="how the ranking is printed (default: table)")
     p.add_argument("--all-metrics", action="store_true",
@@ -230,8 +230,6 @@ def cmd_show(args) -> int:
 
 def _write_report(settings, run_id, table, ties, notes, out, ground_truth) -> str:
     """Write the HTML report of a ranking; log it to ``run_id`` (when there is one)."""
-    from pathlib import Path
-
     from zoorank.reporting.html import write_html_report
     from zoorank.tracking_report import log_report, report_truth
 
@@ -323,31 +321,9 @@ def _floats(text: str | None) -> list[float] | None:
 
 
 def _add_ground_truth_benchmark(sub) -> None:
-    g = sub.add_parser("ground-truth", help="fine-tune every (model, dataset) pair over an lr x wd grid "
-                                            "(the ground truth the benchmark compares rankings to)")
-    g.add_argument("--zoo", default="default")
-    g.add_argument("--dataset", action="append", required=True, help="dataset id (repeat for several)")
-    g.add_argument("--lrs", default="0.1,0.01,0.001,0.0001", help="learning rates (default: the full grid)")
-    g.add_argument("--wds", default="0,1e-6,1e-5,1e-4,1e-3", help="weight decays (default: the full grid)")
-    g.add_argument("--seeds", default="0", help="comma-separated seeds")
-    g.add_argument("--steps", type=int, default=100)
-    g.add_argument("--batch-size", type=int, default=32)
-    g.add_argument("--train-per-class", type=int, help="images per class for training (default: whole split)")
-    g.add_argument("--val-per-class", type=int)
-    g.add_argument("--test-per-class", type=int)
-    g.add_argument("--max-input-side", type=int, help="cap on the input resolution (CPU budget knob)")
-    g.add_argument("--eval-every", type=int, default=0)
-    g.add_argument("--wd-mode", choices=["coupled", "sfda"], default="coupled")
-    g.add_argument("--bn", choices=["train", "frozen"], default="train",
-                   help="BatchNorm statistics: updated (literature) or frozen (short CPU budgets)")
-    g.add_argument("--preset", choices=["cpu-small", "full"], help="a budget preset (overrides the knobs)")
-    g.add_argument("--device", default="cpu")
-    g.add_argument("--workers", type=int, default=1)
-    g.add_argument("--threads", type=int, help="torch intra-op threads (1 is fastest on a shared CPU)")
-    g.add_argument("--data-root")
-    g.add_argument("--no-track", action="store_true")
-    g.add_argument("--csv", help="write the ground-truth table (one row per pair) to this CSV")
-    _location_flags(g)
+    from zoorank.gt_cli import add_ground_truth_parser
+
+    add_ground_truth_parser(sub, _location_flags)
 
     b = sub.add_parser("benchmark", help="every metric's ranking vs the ground truth: tau tables, low data, "
                                          "LEAD ablations, Markdown/HTML report")
@@ -369,30 +345,9 @@ def _add_ground_truth_benchmark(sub) -> None:
 
 
 def cmd_ground_truth(args) -> int:
-    from zoorank.finetune import Budget
-    from zoorank.flows.ground_truth import run_ground_truth
+    from zoorank.gt_cli import cmd_ground_truth as run
 
-    if args.threads:
-        import torch
-
-        torch.set_num_threads(args.threads)
-    if args.preset == "cpu-small":
-        budget = Budget.cpu_small()
-    elif args.preset == "full":
-        budget = Budget.full()
-    else:
-        budget = Budget(steps=args.steps, batch_size=args.batch_size, train_per_class=args.train_per_class,
-                        val_per_class=args.val_per_class, test_per_class=args.test_per_class,
-                        max_input_side=args.max_input_side, eval_every=args.eval_every, wd_mode=args.wd_mode,
-                        bn=args.bn)
-    grid = [(lr, wd) for lr in _floats(args.lrs) for wd in _floats(args.wds)]
-    df = run_ground_truth(args.zoo, args.dataset, grid=grid, seeds=[int(s) for s in _csv(args.seeds)],
-                          budget=budget, settings=_settings(args), device=args.device, data_root=args.data_root,
-                          track=not args.no_track, workers=args.workers, threads=args.threads)
-    print(df.to_string(index=False))
-    if args.csv:
-        df.to_csv(args.csv, index=False)
-    return 0
+    return run(args, _settings(args))
 
 
 def cmd_benchmark(args) -> int:

@@ -10,9 +10,9 @@ import textwrap
 import numpy as np
 import pandas as pd
 
+from zoorank.reporting import FORMATS
 from zoorank.reporting.summary import FIXED_COLUMNS, BaselineChoice, compact_view, recommended_column
 
-FORMATS = ("table", "csv", "json", "markdown")
 __all__ = ["FORMATS", "render", "score_columns"]
 
 
@@ -140,9 +140,11 @@ def render(table: pd.DataFrame, fmt: str = "table", *, baselines: BaselineChoice
         else:
             parts.append("\n".join([f"== {title} ==", _ascii_table(part, score, width),
                                     *(_wrap(n, width) for n in _dataset_notes(dataset, part, score, ties, notes))]))
-    if baselines.metrics and not all_metrics:
-        taus = ", ".join(f"{m} {baselines.tau[m]:.2f}" for m in baselines.metrics)
-        foot = (f"{', '.join(baselines.metrics)}: rank by each baseline (1 = its best), the three with the best "
-                f"mean weighted tau on the shipped benchmark ({taus}); --all-metrics shows every score")
+    shown = [m for m in baselines.metrics if m in table]
+    if shown and not all_metrics:
+        taus = ", ".join(f"{m} {baselines.tau[m]:.2f}" for m in shown)
+        foot = (f"{', '.join(shown)}: rank by each baseline (1 = its best), of the {len(baselines.metrics)} "
+                f"with the best mean weighted tau on the shipped benchmark ({taus}); --all-metrics shows "
+                "every score")
         parts.append("- " + foot if fmt == "markdown" else _wrap(foot, width))
     return "\n\n".join(parts) + "\n"
