@@ -161,6 +161,9 @@ def cmd_rank(args) -> int:
         return _rank_and_print(args, settings)
     finally:
         interrupt.restore(previous)
+        from zoorank import progress
+
+        progress.disable()
 
 
 def _rank_and_print(args, settings) -> int:

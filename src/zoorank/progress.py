@@ -41,7 +41,10 @@ def enable(mode: str = "auto", stream=None) -> str:
         raise ValueError(f"progress mode must be auto, live, lines or verbose, got {mode!r}")
     with _lock:
         _state.update(mode=mode, stream=stream)
-    if mode == "verbose" and not any(getattr(h, "_zoorank", False) for h in log.handlers):
+    ours = [h for h in log.handlers if getattr(h, "_zoorank", False)]
+    for h in ours:
+        h.setStream(stream)             # a later command in the same process writes to its own stream
+    if mode == "verbose" and not ours:
         handler = logging.StreamHandler(stream)
         handler.setFormatter(logging.Formatter("  %(message)s"))
         handler._zoorank = True
@@ -78,10 +81,13 @@ def plan(n_pairs: int, stage_totals: dict[str, int]) -> None:
 
 def _emit(text: str) -> None:
     prog = _state["progress"]
-    if prog is not None:
-        prog.console.print(text, markup=False, highlight=False, soft_wrap=True)
-    else:
-        print(text, file=_state["stream"], flush=True)
+    try:
+        if prog is not None:
+            prog.console.print(text, markup=False, highlight=False, soft_wrap=True)
+        else:
+            print(text, file=_state["stream"], flush=True)
+    except (ValueError, OSError):  # the stream went away (closed pipe): progress is never fatal
+        _state.update(mode=None, progress=None)
 
 
 def stage_done(pair: str, result) -> None:
@@ -116,6 +122,14 @@ def note(text: str) -> None:
     with _lock:
         if _state["mode"] is not None:
             _emit(text)
+
+
+def disable() -> None:
+    """Stop and forget progress (the CLI calls it when a command ends)."""
+    stop()
+    with _lock:
+        _state.update(mode=None, stream=None)
+    log.setLevel(logging.WARNING)
 
 
 def stop() -> None:
