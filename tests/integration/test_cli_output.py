@@ -135,11 +135,13 @@ def test_cli_rank_prints_compact_answer_then_serves_from_cache(prefect_server, s
     assert len(pair_lines) == len(ZOO) and "features" not in cold.err
     assert "(Prefect flow)" in cold.out
 
-    assert cli_main(args + ["--format", "json"]) == 0
+    page = settings.home / "page.html"
+    assert cli_main(args + ["--format", "json", "--report", str(page)]) == 0
     again = capsys.readouterr()
     data = json.loads(again.out)
     assert {r["model"] for r in data["rows"]} == set(ZOO)
     assert "every stage from the cache" in again.err
+    assert page.is_file() and all(m in page.read_text() for m in ZOO)    # rank --report
 
     res = rank(ZOO, "digits", per_class=5, metrics=METRICS, settings=settings, details=True)
     assert res.from_cache
