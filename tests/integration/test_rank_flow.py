@@ -43,7 +43,7 @@ def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, 
     # the table again, read back from MLflow by `zoorank show`
     assert cli_main(["show", run_id, "--home", str(settings.home)]) == 0
     shown = capsys.readouterr().out
-    assert all(m in shown for m in ZOO) and "lead" in shown
+    assert all(m in shown for m in ZOO) and "LEAD" in shown
 
     # second identical run: everything from cache (features, svm, ntk + one record per metric)
     again = rank(ZOO, "digits", per_class=6, metrics=METRICS, settings=settings)
