@@ -53,5 +53,5 @@ def nce_score(features, labels, *, source_probs, random_state: int = 0) -> float
     # argmax of the rows as given (taken in the validation pass): dividing a row by its
     # positive sum keeps its argmax
     _, _, source = probability_rows(source_probs, name="source_probs", n_rows=chk.n_samples,
-                                    argmax=True)
+                                    argmax=True, exact_sums=False)
     return nce_from_labels(source, chk.labels, chk.n_classes)

@@ -141,8 +141,8 @@ def check_features_labels(features, labels, *, min_classes: int = 2,
     return Checked(x, codes, classes)
 
 
-def probability_rows(probs, *, name: str, n_rows: int,
-                     argmax: bool = False) -> tuple[np.ndarray, ...]:
+def probability_rows(probs, *, name: str, n_rows: int, argmax: bool = False,
+                     exact_sums: bool = True) -> tuple[np.ndarray, ...]:
     """Validate rows of probabilities without copying them: ``(probs, row_sums)``, or
     ``(probs, row_sums, row_argmax)`` with ``argmax=True``.
 
@@ -151,7 +151,9 @@ def probability_rows(probs, *, name: str, n_rows: int,
     (NaN and inf fail these two tests). ``row_sums`` (n_rows,) float64 lets a caller divide
     by the exact sums inside its own pass instead of holding a normalised copy. One pass in
     cache-sized row blocks computes the minimum, the row sums (and the row argmax, first
-    maximum as ``np.argmax``), so the data is read from memory once.
+    maximum as ``np.argmax``), so the data is read from memory once. ``exact_sums=False``
+    sums float32 rows in float32 (enough for the 1e-3 check; the returned sums are then
+    not meant for renormalising).
     """
     p = check_matrix(probs, name=name, n_rows=n_rows, dtype=None, finite=False)
     n, c = p.shape
@@ -162,7 +164,7 @@ def probability_rows(probs, *, name: str, n_rows: int,
     for s in range(0, n, step):
         blk = p[s:s + step]
         lowest = np.minimum(lowest, blk.min())          # NaN propagates
-        sums[s:s + step] = blk.sum(axis=1, dtype=np.float64)
+        sums[s:s + step] = blk.sum(axis=1, dtype=np.float64 if exact_sums else None)
         if argmax:
             top[s:s + step] = blk.argmax(axis=1)
     if not lowest >= 0:          # NaN propagates through min and fails here too
