@@ -1,25 +1,32 @@
-"""The ``ground-truth`` flow: fine-tune every (backbone, dataset) pair over a grid, track, cache.
+"""The ``ground-truth`` flow: fine-tune every (backbone, dataset) pair, track, cache (recipe ft-v2).
 
     ground-truth parent run (MLflow, tag zoorank.kind=ground_truth)
-      +- pair run per (model, dataset)    (zoorank.kind=gt_pair; metrics gt.test_top1, ...)
-           +- trial run per (lr, wd, seed) (zoorank.kind=gt_trial; params, learning curve as
-                                             stepped metrics train_loss / val_top1, val/test metrics,
-                                             seconds)
+      +- pair run per (model, dataset)    (zoorank.kind=gt_pair; metrics gt.test_top1, gt.se,
+      |                                    gt.lp_test_top1, gt.converged, gt.n_diverged, ...)
+           +- trial run per (lr, wd, seed) (zoorank.kind=gt_trial; params, learning curves as
+                                             stepped metrics train_loss / grad_norm / val_top1_curve,
+                                             val/test metrics, seconds, diverged)
 
-One Prefect task per trial (:func:`finetune_trial`). A trial's result is a store record under
-``content_key("gt_trial", model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>,
-budget=<Budget>, recipe=RECIPE_VERSION)``: a rerun (or a resumed killed run) finds it and only logs
-the MLflow run if that is missing; only trials without a record are trained. The pair's ground
-truth (:func:`zoorank.finetune.pair_ground_truth`) is the best-by-validation trial's test accuracy
-averaged over seeds, stored as a ``gt_pair`` record and logged to the pair run.
+Per pair (``docs/ground_truth.md``): one linear-probe task (:func:`probe_pair`: the LP head and the
+LP accuracy), then the grid at the first seed, then the other seeds at the grid point chosen on
+validation (:func:`zoorank.finetune.choose_point`); when every grid point diverged, the grid's
+smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times). One Prefect task per trial
+(:func:`finetune_trial`). A trial's result is a store record under ``content_key("gt_trial",
+model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>, budget=<Budget>,
+recipe=RECIPE_VERSION)`` (the probe's likewise under ``gt_probe``): a rerun, a resumed killed run,
+or a run after ``--import`` finds it and trains nothing; only trials without a record are trained.
+The pair's ground truth (:func:`zoorank.finetune.pair_ground_truth`) is stored as a ``gt_pair``
+record and logged to the pair run.
 
 Python: :func:`run_ground_truth` (returns a DataFrame, one row per pair); CLI:
-``zoorank ground-truth``.
+``zoorank ground-truth``; records out / in: :mod:`zoorank.gt_records`.
 """
 from __future__ import annotations
 
 import functools
 import json
+import math
+import threading
 import time
 
 import pandas as pd
@@ -36,13 +43,14 @@ from zoorank import finetune  # noqa: E402
 from zoorank.storage.arrays import ArrayStore  # noqa: E402
 from zoorank.storage.keys import STAGE_VERSIONS, content_key, register_stage  # noqa: E402
 
-if "gt_trial" not in STAGE_VERSIONS:
-    register_stage("gt_trial", 1)
-if "gt_pair" not in STAGE_VERSIONS:
-    register_stage("gt_pair", 1)
+for _stage in ("gt_trial", "gt_pair", "gt_probe", "gt_probe_head"):
+    if _stage not in STAGE_VERSIONS:
+        register_stage(_stage, 1)
 
 KIND_GT, KIND_PAIR, KIND_TRIAL = "ground_truth", "gt_pair", "gt_trial"
 TAG_TRIAL_KEY = "zoorank.trial_key"
+#: how many times a pair whose every lr diverged is retried with lr / 10
+MAX_LR_RETRIES = 2
 
 
 # ------------------------------------------------------------------ helpers (no Prefect)
@@ -53,7 +61,8 @@ def _splits(dataset_id: str, budget: finetune.Budget, split_seed: int, data_root
     return finetune.prepare_splits(load_dataset(dataset_id, root=data_root), budget, split_seed=split_seed)
 
 
-_BACKBONE_LOCK = __import__("threading").Lock()
+_BACKBONE_LOCK = threading.Lock()
+_PREPARED_LOCKS: dict = {}
 
 
 @functools.lru_cache(maxsize=16)
@@ -71,6 +80,24 @@ def _fresh_backbone(spec):
         return copy.deepcopy(_pristine_backbone(spec))
 
 
+@functools.lru_cache(maxsize=4)
+def _prepared_backbone_cached(spec, dataset_id, budget, split_seed, data_root, device):
+    data = _splits(dataset_id, budget, split_seed, data_root)
+    return finetune.prepare_backbone(_fresh_backbone(spec), data, budget, device)
+
+
+def _prepared_backbone(spec, dataset_id, budget, split_seed, data_root, device):
+    """A private copy of the backbone prepared for this pair (BatchNorm re-estimated when the
+    budget says so): prepared once per process and pair, deep-copied per trial."""
+    import copy
+
+    args = (spec, dataset_id, budget, split_seed, data_root, device)
+    with _BACKBONE_LOCK:
+        lock = _PREPARED_LOCKS.setdefault(args, threading.Lock())
+    with lock:
+        return copy.deepcopy(_prepared_backbone_cached(*args))
+
+
 @functools.lru_cache(maxsize=64)
 def _identity(spec) -> dict:
     from zoorank.pipeline import model_identity
@@ -84,9 +111,32 @@ def trial_key(identity: str, data_fingerprint: str, params: finetune.TrialParams
                        budget=budget.as_dict(), recipe=finetune.RECIPE_VERSION)
 
 
+def probe_key(identity: str, data_fingerprint: str, budget: finetune.Budget) -> str:
+    return content_key("gt_probe", model=identity, data=data_fingerprint, budget=budget.as_dict(),
+                       recipe=finetune.RECIPE_VERSION)
+
+
+def probe_head_key(identity: str, data_fingerprint: str, budget: finetune.Budget) -> str:
+    return content_key("gt_probe_head", model=identity, data=data_fingerprint, budget=budget.as_dict(),
+                       recipe=finetune.RECIPE_VERSION)
+
+
 def pair_key(identity: str, data_fingerprint: str, grid, seeds, budget: finetune.Budget) -> str:
     return content_key("gt_pair", model=identity, data=data_fingerprint, grid=[list(g) for g in grid],
                        seeds=list(seeds), budget=budget.as_dict(), recipe=finetune.RECIPE_VERSION)
+
+
+def _pair_meta(spec, dataset_id: str, budget: finetune.Budget, split_seed: int, data) -> dict:
+    """What every record of a pair carries, so exported records can be grouped into pairs."""
+    from zoorank.pipeline import spec_id
+
+    return {"model": spec_id(spec), "dataset": dataset_id, "identity": _identity(spec)["identity"],
+            "data_fingerprint": data.fingerprint, "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
+            "split_seed": split_seed, "n_classes": data.n_classes}
+
+
+def _finite(d: dict) -> dict:
+    return {k: float(v) for k, v in d.items() if v is not None and math.isfinite(float(v))}
 
 
 class _GTTracker:
@@ -147,59 +197,112 @@ class _GTTracker:
         rid = run.info.run_id
         now = int(time.time() * 1000)
         self.t._log(rid, params=_flatten(params), existing_params=run.data.params if runs else None)
-        curve = [Metric("train_loss", float(v), now, int(s)) for s, v in result["train_loss"] if v == v]
-        curve += [Metric("val_top1_curve", float(v), now, int(s)) for s, v in result["val_curve"]]
+        curve = [Metric(name, float(v), now, int(s)) for name, field in (
+            ("train_loss", "train_loss"), ("grad_norm", "grad_norm"), ("val_top1_curve", "val_curve"))
+            for s, v in result.get(field, []) if v is not None and math.isfinite(float(v))]
         for i in range(0, len(curve), 900):
             self.client.log_batch(rid, metrics=curve[i:i + 900])
-        self.t._log(rid, metrics={k: result[k] for k in ("val_top1", "val_mean_class", "test_top1",
-                                                         "test_mean_class", "seconds")}
-                    | {"diverged": float(result["diverged"])})
+        self.t._log(rid, metrics=_finite({k: result[k] for k in ("val_top1", "val_mean_class", "test_top1",
+                                                                 "test_mean_class", "seconds")})
+                    | {"diverged": float(result["diverged"])},
+                    tags={"zoorank.diverged_reason": result.get("diverged_reason", "")} if result["diverged"] else None)
         self.client.set_terminated(rid, "FINISHED")
         return rid, True
 
 
 # ------------------------------------------------------------------ tasks
+def _fit_probe(store: ArrayStore, spec, dataset_id, budget, split_seed, device, data_root, meta) -> dict:
+    """Fit the pair's linear probe; publish its head (a Zarr array) and its summary (a record)."""
+    data = _splits(dataset_id, budget, split_seed, data_root)
+    backbone = _prepared_backbone(spec, dataset_id, budget, split_seed, data_root, device)
+    size = finetune.input_size_for(backbone, budget)
+    probe = finetune.linear_probe(backbone, data, size, device, cs=budget.probe_cs, batch_size=budget.eval_batch_size)
+    store.put(probe_head_key(meta["identity"], data.fingerprint, budget), finetune.head_array(probe))
+    summary = probe.summary() | meta
+    key = probe_key(meta["identity"], data.fingerprint, budget)
+    if not store.has_record(key):
+        store.put_record(key, summary)
+    return summary
+
+
+def _probe_head(settings: Settings, spec, dataset_id, budget, split_seed, device, data_root) -> dict:
+    """The probe's head from the store, fitted again when only its summary is there (imported)."""
+    store = ArrayStore(settings.store)
+    data = _splits(dataset_id, budget, split_seed, data_root)
+    meta = _pair_meta(spec, dataset_id, budget, split_seed, data)
+    hkey = probe_head_key(meta["identity"], data.fingerprint, budget)
+    if not store.exists(hkey):
+        _fit_probe(store, spec, dataset_id, budget, split_seed, device, data_root, meta)
+    return finetune.head_from_array(store.get(hkey))
+
+
+@task(name="gt-probe", cache_policy=NO_CACHE)
+def probe_pair(settings: Settings, spec, dataset_id: str, budget: finetune.Budget, split_seed: int,
+               device: str, data_root: str | None) -> dict:
+    """The pair's linear probe summary (LP accuracy, C): cached record, else fit (head -> store)."""
+    store = ArrayStore(settings.store)
+    data = _splits(dataset_id, budget, split_seed, data_root)
+    meta = _pair_meta(spec, dataset_id, budget, split_seed, data)
+    key = probe_key(meta["identity"], data.fingerprint, budget)
+    if store.has_record(key):
+        return store.get_record(key) | {"key": key, "cache_hit": True}
+    return _fit_probe(store, spec, dataset_id, budget, split_seed, device, data_root, meta) | {
+        "key": key, "cache_hit": False}
+
+
 @task(name="gt-trial", cache_policy=NO_CACHE)
 def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.TrialParams,
                    budget: finetune.Budget, split_seed: int, device: str, data_root: str | None,
-                   pair_run: str | None) -> dict:
-    """One (model, dataset, lr, wd, seed) trial: cached record, else train; then MLflow."""
-    from zoorank.pipeline import spec_id
-
+                   pair_run: str | None, probe: dict | None = None) -> dict:
+    """One (model, dataset, lr, wd, seed) trial: cached record, else train (from the probe's head when
+    ``budget.head_init == "probe"``; ``probe``, the probe task's summary, orders it after the probe);
+    then MLflow."""
     store = ArrayStore(settings.store)
-    ident = _identity(spec)
     data = _splits(dataset_id, budget, split_seed, data_root)
-    key = trial_key(ident["identity"], data.fingerprint, params, budget)
+    meta = _pair_meta(spec, dataset_id, budget, split_seed, data)
+    key = trial_key(meta["identity"], data.fingerprint, params, budget)
     hit = store.has_record(key)
     if hit:
         result = store.get_record(key)
     else:
-        result = finetune.run_trial(lambda: _fresh_backbone(spec), data, params, budget, device=device).as_dict()
-        result["input_size"] = list(result["input_size"])
+        head = _probe_head(settings, spec, dataset_id, budget, split_seed, device, data_root) \
+            if budget.head_init == "probe" else None
+        result = finetune.run_trial(
+            lambda: _prepared_backbone(spec, dataset_id, budget, split_seed, data_root, device), data, params,
+            budget, device=device, probe=head, prepared=True).as_dict() | meta
         kill_point("gt_trial")
         store.put_record(key, result)
     logged = False
     if pair_run is not None:
-        mparams = {"model": spec_id(spec), "dataset": dataset_id, "identity": ident["identity"],
+        mparams = {"model": meta["model"], "dataset": dataset_id, "identity": meta["identity"],
                    **params.as_dict(), "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
                    "split_seed": split_seed, "device": result.get("device"),
                    "input_size": "x".join(map(str, result.get("input_size", [])))}
-        _, logged = _GTTracker(settings).trial(pair_run, key, spec_id(spec), dataset_id, result, mparams)
-    return {"key": key, "cache_hit": hit, "logged": logged, "model": spec_id(spec), "dataset": dataset_id,
-            **{k: result[k] for k in ("lr", "wd", "seed", "val_top1", "val_mean_class", "test_top1",
-                                      "test_mean_class", "seconds", "diverged")}}
+        _, logged = _GTTracker(settings).trial(pair_run, key, meta["model"], dataset_id, result, mparams)
+    return {**result, "key": key, "cache_hit": hit, "logged": logged}
 
 
 # ------------------------------------------------------------------ flow
+def _results(futs) -> tuple[list, list]:
+    results, errors = [], []
+    for f in futs:
+        try:
+            results.append(f.result())
+        except Exception as exc:  # noqa: BLE001 - a failed trial is reported, the others go on
+            errors.append(f"{type(exc).__name__}: {exc}")
+    return results, errors
+
+
 @flow(name="ground-truth", log_prints=False, persist_result=False)
 def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None, seeds: list | None = None,
                       budget: finetune.Budget | None = None, settings: Settings | None = None,
                       device: str = "cpu", data_root: str | None = None, split_seed: int = 0,
                       track: bool = True, threads: int | None = None) -> dict:
-    """Fine-tune ``specs`` x ``datasets`` over ``grid`` ((lr, wd) pairs) x ``seeds``.
+    """Fine-tune ``specs`` x ``datasets``: per pair the probe, ``grid`` ((lr, wd) pairs) at the first
+    seed, lr retries if all diverged, then the other ``seeds`` at the chosen point.
 
-    Tasks are submitted dataset by dataset (so an interrupted run leaves whole datasets done).
-    Returns ``{"table": records (one per pair), "trials": records, "run_id": parent run id}``.
+    Tasks are submitted dataset by dataset. Returns ``{"table": records (one per pair),
+    "trials": records, "run_id": parent run id}``.
     """
     from zoorank.pipeline import spec_id
     from zoorank.storage.tracking import logical_key
@@ -207,10 +310,13 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
     settings = settings or Settings.from_env()
     if threads:
         # one intra-op thread per worker: on a shared, oversubscribed CPU torch's spinning OpenMP
-        # threads made a training step ~20x slower than a single thread (measured, 2 loaded cores)
+        # threads made a training step ~20x slower than a single thread (measured, 2 loaded cores);
+        # BLAS likewise (the probe's logistic regression: 54 s with default threads, 2.8 s with 1)
         import torch
+        from threadpoolctl import threadpool_limits
 
         torch.set_num_threads(int(threads))
+        threadpool_limits(limits=int(threads))
     grid = [tuple(map(float, g)) for g in (grid or finetune.FULL_GRID)]
     seeds = [int(s) for s in (seeds or [0])]
     budget = budget or finetune.Budget()
@@ -225,41 +331,64 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
                                      "grid": json.dumps(grid), "seeds": json.dumps(seeds),
                                      "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
                                      "device": device, "split_seed": split_seed})
-    pending = []
-    for d in datasets:
+    common = (budget, split_seed, device, data_root)
+
+    def submit(spec, d, pair_run, probe_fut, lr, wd, seed):
+        return finetune_trial.submit(settings, spec, d, finetune.TrialParams(lr, wd, seed), *common, pair_run,
+                                     probe_fut)
+
+    pairs = []
+    for d in datasets:                                   # phase 1: probe + grid at the first seed
         for spec in specs:
             pair_run = tracker.pair(parent, spec_id(spec), d, {"grid": json.dumps(grid), "seeds": json.dumps(seeds)}) \
                 if tracker else None
-            futs = [finetune_trial.submit(settings, spec, d, finetune.TrialParams(lr, wd, s), budget, split_seed,
-                                          device, data_root, pair_run)
-                    for s in seeds for lr, wd in grid]
-            pending.append((spec, d, pair_run, futs))
+            probe_fut = probe_pair.submit(settings, spec, d, budget, split_seed, device, data_root)
+            futs = [submit(spec, d, pair_run, probe_fut, lr, wd, seeds[0]) for lr, wd in grid]
+            pairs.append({"spec": spec, "d": d, "run": pair_run, "probe": probe_fut, "grid": futs, "more": []})
+    for p in pairs:                                      # lr retries, then phase 2: the other seeds
+        results, errors = _results(p["grid"])
+        tried = [float(r["lr"]) for r in results]
+        for _ in range(MAX_LR_RETRIES):
+            if finetune.choose_point(results) is not None or not results or errors:
+                break
+            lr = min(tried) / 10
+            tried.append(lr)
+            more, err = _results([submit(p["spec"], p["d"], p["run"], p["probe"], lr, grid[0][1], seeds[0])])
+            results += more
+            errors += err
+        p["results"], p["errors"] = results, errors
+        point = finetune.choose_point(results)
+        if point is not None:
+            p["more"] = [submit(p["spec"], p["d"], p["run"], p["probe"], *point, s) for s in seeds[1:]]
     rows, trials = [], []
-    for spec, d, pair_run, futs in pending:
-        results, errors = [], []
-        for f in futs:
-            try:
-                results.append(f.result())
-            except Exception as exc:  # noqa: BLE001 - a failed trial is reported, the others go on
-                errors.append(f"{type(exc).__name__}: {exc}")
+    for p in pairs:
+        more, err = _results(p["more"])
+        results, errors = p["results"] + more, p["errors"] + err
+        try:
+            probe = p["probe"].result()
+        except Exception as exc:  # noqa: BLE001
+            probe = None
+            errors.append(f"probe: {type(exc).__name__}: {exc}")
         trials.extend(results)
-        row = {"dataset": d, "model": spec_id(spec), "n_trials": len(results), "failed": "; ".join(errors)}
-        if results:
-            gt = finetune.pair_ground_truth(results)
-            ident = _identity(spec)
-            data = _splits(d, budget, split_seed, data_root)
-            store.put_record(pair_key(ident["identity"], data.fingerprint, grid, seeds, budget), gt)
-            best0 = next(iter(gt["best"].values()))
-            row.update(test_top1=gt["test_top1"], test_mean_class=gt["test_mean_class"], val_top1=gt["val_top1"],
-                       best_lr=best0["lr"], best_wd=best0["wd"], n_seeds=gt["n_seeds"],
+        row = {"dataset": p["d"], "model": spec_id(p["spec"]), "n_trials": len(results), "failed": "; ".join(errors)}
+        if results or probe:
+            gt = finetune.pair_ground_truth(results, probe)
+            data = _splits(p["d"], budget, split_seed, data_root)
+            store.put_record(pair_key(_identity(p["spec"])["identity"], data.fingerprint, grid, seeds, budget), gt)
+            row.update({k: gt[k] for k in ("test_top1", "se", "test_mean_class", "val_top1", "lp_test_top1",
+                                           "best_lr", "best_wd", "n_seeds", "n_test", "converged", "n_diverged")},
                        seconds=round(sum(r["seconds"] for r in results), 2),
                        cached_trials=sum(bool(r["cache_hit"]) for r in results))
             if tracker:
-                tracker.t._log(pair_run, metrics={"gt.test_top1": gt["test_top1"],
-                                                  "gt.test_mean_class": gt["test_mean_class"],
-                                                  "gt.val_top1": gt["val_top1"], "gt.n_trials": len(results)},
-                               tags={"zoorank.gt_best": json.dumps(gt["best"])})
-                tracker.client.set_terminated(pair_run, "FINISHED" if not errors else "FAILED")
+                tracker.t._log(p["run"], metrics=_finite({f"gt.{k}": gt[k] for k in (
+                    "test_top1", "test_mean_class", "val_top1", "se", "se_seeds", "se_test", "lp_test_top1",
+                    "lp_val_top1", "n_test", "n_seeds", "n_diverged", "val_change_last20", "val_se")})
+                    | {"gt.n_trials": len(results), "gt.converged": float(gt["converged"])},
+                    tags={"zoorank.gt_best": json.dumps({"lr": gt["best_lr"], "wd": gt["best_wd"],
+                                                         "per_seed": gt["per_seed"]}),
+                          "zoorank.gt_diverged": json.dumps(gt["diverged"])})
+        if tracker:
+            tracker.client.set_terminated(p["run"], "FINISHED" if not errors else "FAILED")
         rows.append(row)
     if tracker:
         tracker.client.set_terminated(parent, "FINISHED")
@@ -304,5 +433,5 @@ def load_ground_truth(settings: Settings, run_id: str | None = None, *, metric: 
     return pd.DataFrame(rows, columns=["dataset", "model", "accuracy"]).dropna()
 
 
-__all__ = ["ground_truth_flow", "run_ground_truth", "load_ground_truth", "finetune_trial", "trial_key",
-           "pair_key"]
+__all__ = ["ground_truth_flow", "run_ground_truth", "load_ground_truth", "finetune_trial", "probe_pair",
+           "trial_key", "probe_key", "probe_head_key", "pair_key", "MAX_LR_RETRIES"]

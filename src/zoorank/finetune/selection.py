@@ -1,0 +1,105 @@
+"""From trials to a pair's ground truth: lr selection without diverged trials, mean and standard
+error over seeds, the convergence check, the linear-probe accuracy beside it.
+
+Protocol (``docs/ground_truth.md``): the grid is run at the first seed; the grid point with the
+best validation top-1 among the trials that did not diverge is chosen (ties: the smaller lr,
+then the smaller wd); the other seeds run at that point only. The pair's accuracy is the mean test top-1 over
+the non-diverged seeds at the chosen point. Its standard error combines, in quadrature, the
+spread over seeds (std / sqrt(seeds), training noise) and the binomial error of a test set of
+``n_test`` images (sqrt(p (1 - p) / n_test), test-sampling noise; the test set is the same for
+every seed, so it does not shrink with seeds).
+"""
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import numpy as np
+
+
+def binomial_se(p: float, n: int) -> float:
+    """sqrt(p (1 - p) / n), with p (1 - p) floored at 1 / n so a perfect score keeps an error."""
+    if n <= 0 or not math.isfinite(p):
+        return float("nan")
+    return math.sqrt(max(p * (1 - p), 1.0 / n) / n)
+
+
+def _ok(t: dict) -> bool:
+    return not t.get("diverged") and math.isfinite(float(t.get("val_top1", float("nan"))))
+
+
+def select_best(trials: Sequence[dict], *, metric: str = "val_top1") -> dict:
+    """The non-diverged trial with the best validation accuracy; ties -> the earlier trial."""
+    ok = [i for i, t in enumerate(trials) if _ok(t)]
+    if not ok:
+        raise ValueError(f"no trial to select from: {len(trials)} trial(s), all diverged" if trials
+                         else "no trials to select from")
+    best = max(ok, key=lambda i: (trials[i][metric], -i))
+    return trials[best]
+
+
+def choose_point(trials: Sequence[dict]) -> tuple[float, float] | None:
+    """(lr, wd) of the best non-diverged trial at the first seed (ties: the smaller lr, then the
+    smaller wd, whatever order the trials come in); ``None`` when every one diverged."""
+    if not trials:
+        return None
+    first = min(int(t["seed"]) for t in trials)
+    mine = sorted((t for t in trials if int(t["seed"]) == first), key=lambda t: (float(t["lr"]), float(t["wd"])))
+    if not any(_ok(t) for t in mine):
+        return None
+    best = select_best(mine)
+    return float(best["lr"]), float(best["wd"])
+
+
+def val_change_last20(trial: dict) -> float:
+    """|val top-1 at the end - val top-1 at 80% of the steps| (NaN without both points)."""
+    curve = sorted((int(s), float(v)) for s, v in trial.get("val_curve", []))
+    if len(curve) < 2:
+        return float("nan")
+    end_step, end = curve[-1]
+    at80 = [v for s, v in curve if s <= math.ceil(0.8 * end_step)]
+    return abs(end - at80[-1]) if at80 else float("nan")
+
+
+def pair_ground_truth(trials: Sequence[dict], probe: dict | None = None) -> dict:
+    """The pair's ground truth from its trials (see module docstring). Every key is always present;
+    accuracies are NaN (never 0) when every trial diverged."""
+    nan = float("nan")
+    point = choose_point(trials)
+    diverged = [t for t in trials if not _ok(t)]
+    out = {"n_trials": len(trials), "n_diverged": len(diverged),
+           "diverged": [{"lr": t["lr"], "wd": t["wd"], "seed": t["seed"], "reason": t.get("diverged_reason", "")}
+                        for t in diverged],
+           "lp_test_top1": probe["test_top1"] if probe else nan,
+           "lp_test_mean_class": probe["test_mean_class"] if probe else nan,
+           "lp_val_top1": probe["val_top1"] if probe else nan, "lp_C": probe["C"] if probe else nan}
+    if point is None:
+        return out | {"test_top1": nan, "test_mean_class": nan, "val_top1": nan, "best_lr": nan, "best_wd": nan,
+                      "n_seeds": 0, "se": nan, "se_seeds": nan, "se_test": nan, "n_test": 0,
+                      "val_change_last20": nan, "val_se": nan, "converged": False, "seeds": [], "per_seed": {}}
+    final = [t for t in trials if _ok(t) and (float(t["lr"]), float(t["wd"])) == point]
+    by_seed = {}
+    for t in final:                      # one trial per seed (the first, should a seed repeat)
+        by_seed.setdefault(int(t["seed"]), t)
+    accs = np.array([t["test_top1"] for t in by_seed.values()], dtype=np.float64)
+    p = float(accs.mean())
+    n_test = int(min(t.get("n_test", 0) for t in by_seed.values()))
+    se_seeds = float(accs.std(ddof=1) / math.sqrt(len(accs))) if len(accs) > 1 else nan
+    se_test = binomial_se(p, n_test)
+    se = math.sqrt((se_seeds if math.isfinite(se_seeds) else 0.0) ** 2 + se_test ** 2)
+    vals = np.array([t["val_top1"] for t in by_seed.values()], dtype=np.float64)
+    n_val = int(min(t.get("n_val", 0) for t in by_seed.values()))
+    changes = [val_change_last20(t) for t in by_seed.values()]
+    change = float(np.mean(changes)) if changes and all(math.isfinite(c) for c in changes) else nan
+    val_se = binomial_se(float(vals.mean()), n_val)
+    return out | {
+        "test_top1": p,
+        "test_mean_class": float(np.mean([t["test_mean_class"] for t in by_seed.values()])),
+        "val_top1": float(vals.mean()),
+        "best_lr": point[0], "best_wd": point[1],
+        "n_seeds": len(by_seed), "seeds": sorted(by_seed),
+        "per_seed": {str(s): t["test_top1"] for s, t in sorted(by_seed.items())},
+        "se": se, "se_seeds": se_seeds, "se_test": se_test, "n_test": n_test,
+        "val_change_last20": change, "val_se": val_se,
+        "converged": bool(math.isfinite(change) and change < val_se),
+    }
