@@ -3,7 +3,7 @@
 # lr {1e-3, 3e-3, 1e-2} at seed 0 then seeds 1, 2 at the chosen lr, 2 single-threaded workers.
 # Estimated 3.5 CPU-hours (about 1.8 h wall) on an idle 2-core machine; longer when shared.
 #
-#   nohup scripts/ground_truth_v3.sh > .zoorank-gt/run.log 2>&1 &
+#   mkdir -p .zoorank-gt && nohup scripts/ground_truth_v3.sh > .zoorank-gt/run.log 2>&1 &
 #
 # Resumable: rerun the same command after a crash or kill; finished trials come from the store
 # (.zoorank-gt/store.zarr) or, on another machine, from the shipped records file, which is
