@@ -2,17 +2,21 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: setup demo test test-all bench
+.PHONY: setup setup-tests demo test test-all bench
 setup:
 	bash scripts/setup.sh $(VENV)
+
+# the tests also need Debian's chromium (headless-browser checks of the HTML report)
+setup-tests:
+	ZOORANK_SETUP_TESTS=1 bash scripts/setup.sh $(VENV)
 
 demo: setup
 	$(VENV)/bin/zoorank rank --zoo default --dataset emoji --per-class 10
 
-test: setup
+test: setup-tests
 	$(PY) -m pytest -q
 
-test-all: setup
+test-all: setup-tests
 	$(PY) -m pytest -q -m ""
 
 bench: setup

@@ -6,6 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 VENV="${1:-${ZOORANK_VENV:-.venv}}"
 DEBS="dataset-fashion-mnist openclipart-png fonts-noto-color-emoji unicode-data fonts-noto-core"
+# `make test` (and CI) also install chromium for the headless-browser report tests (~290 MB)
+if [ "${ZOORANK_SETUP_TESTS:-0}" = 1 ]; then DEBS="$DEBS chromium"; fi
 
 missing=""
 for d in $DEBS; do dpkg -s "$d" >/dev/null 2>&1 || missing="$missing $d"; done

@@ -2,9 +2,9 @@
 errors, has one table row per model, and its screenshot is not blank (pixels checked with PIL).
 ``zoorank report RUN_ID`` writes it from a real logged ranking and logs it to the MLflow run.
 
-chromium is not installed by scripts/setup.sh (about 290 MB with its libraries, minutes to
-install on this machine): ``apt-get install -y chromium`` enables these tests; without it they
-skip, saying so."""
+``make test`` (hence CI) installs Debian's chromium through ``scripts/setup.sh``
+(``ZOORANK_SETUP_TESTS=1``; ``make demo`` does not, it is about 290 MB). Where it cannot be
+installed these tests skip, saying so."""
 from __future__ import annotations
 
 import re
