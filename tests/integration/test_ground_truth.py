@@ -1,63 +1,112 @@
-"""Ground-truth flow: 2 tiny models x digits, 2 grid points, a few steps, through Prefect + MLflow."""
+"""Ground-truth flow (recipe ft-v2) through a real Prefect server, SQLite MLflow and a local Zarr store:
+2 tiny models x digits, LP-FT, a 2-point lr grid at seed 0 then seed 1 at the chosen lr; records
+export / import round-trips to the same ground truth and trains nothing; an all-diverged pair is
+retried at lr / 10 and reported NaN, never 0."""
 from __future__ import annotations
+
+import dataclasses
+import json
+import math
 
 import pytest
 
-from zoorank.finetune import Budget, FULL_GRID, pair_ground_truth, select_best
+from zoorank.finetune import FULL_GRID, Budget
 
-BUDGET = Budget(steps=3, batch_size=8, train_per_class=3, val_per_class=2, test_per_class=2, eval_every=2)
-GRID = [(1e-2, 0.0), (1e-3, 1e-4)]
+BUDGET = dataclasses.replace(Budget.cpu(), steps=4, batch_size=8, train_per_class=3, val_per_class=2,
+                             test_per_class=2, eval_every=2)
+GRID = [(1e-2, 0.0), (1e-3, 0.0)]
+MODELS = ["cnn_mnist", "cnn_usps"]
 
 
 def test_full_grid_is_the_literature_grid():
     assert len(FULL_GRID) == 20 and (1e-1, 0.0) in FULL_GRID and (1e-4, 1e-3) in FULL_GRID
 
 
-def test_selection_is_by_validation_and_averaged_over_seeds():
-    trials = [dict(seed=0, lr=1, wd=0, val_top1=0.5, val_mean_class=0.5, test_top1=0.9, test_mean_class=0.9),
-              dict(seed=0, lr=2, wd=0, val_top1=0.7, val_mean_class=0.7, test_top1=0.6, test_mean_class=0.6),
-              dict(seed=1, lr=1, wd=0, val_top1=0.9, val_mean_class=0.9, test_top1=0.8, test_mean_class=0.7),
-              dict(seed=1, lr=2, wd=0, val_top1=0.1, val_mean_class=0.1, test_top1=1.0, test_mean_class=1.0)]
-    assert select_best(trials[:2])["lr"] == 2
-    gt = pair_ground_truth(trials)
-    assert gt["test_top1"] == pytest.approx((0.6 + 0.8) / 2)
-    assert gt["n_seeds"] == 2
-
-
-def test_ground_truth_flow_tracks_every_trial_and_resumes_from_cache(prefect_server, settings):
+def test_flow_tracks_curves_resumes_and_export_import_trains_nothing(prefect_server, settings, tmp_path):
+    from zoorank.config import Settings
     from zoorank.flows.ground_truth import run_ground_truth
+    from zoorank.gt_records import export_records, ground_truth_table, import_records, read_records, store_records
+    from zoorank.storage.arrays import ArrayStore
     from zoorank.storage.tracking import Tracker
 
-    models = ["cnn_mnist", "cnn_usps"]
-    df, run_id = run_ground_truth(models, "digits", grid=GRID, seeds=[0], budget=BUDGET, settings=settings,
+    df, run_id = run_ground_truth(MODELS, "digits", grid=GRID, seeds=[0, 1], budget=BUDGET, settings=settings,
                                   threads=1, return_run_id=True)
-    assert sorted(df["model"]) == models and (df["n_trials"] == 2).all() and (df["cached_trials"] == 0).all()
+    df = df.set_index("model")
+    assert sorted(df.index) == MODELS and (df["n_trials"] == 3).all() and (df["cached_trials"] == 0).all()
+    assert (df["n_seeds"] == 2).all() and (df["failed"] == "").all()
 
     t = Tracker.from_settings(settings)
     trials = t._search("tags.`zoorank.kind` = 'gt_trial'")
-    assert len(trials) == 4
+    assert len(trials) == 6
     for r in trials:
-        assert {"val_top1", "test_top1", "test_mean_class", "seconds"} <= set(r.data.metrics)
-        assert r.data.params["lr"] in ("0.01", "0.001") and "budget.steps" in r.data.params
-        curve = t.client.get_metric_history(r.info.run_id, "train_loss")
-        assert [m.step for m in curve] == [1, 2, 3]          # learning curve as stepped metrics
+        assert {"val_top1", "test_top1", "test_mean_class", "seconds", "diverged"} <= set(r.data.metrics)
+        assert "budget.steps" in r.data.params and r.data.params["budget.head_init"] == "probe"
+        assert [m.step for m in t.client.get_metric_history(r.info.run_id, "train_loss")] == [1, 2, 3, 4]
+        assert [m.step for m in t.client.get_metric_history(r.info.run_id, "val_top1_curve")] == [2, 4]
+        assert len(t.client.get_metric_history(r.info.run_id, "grad_norm")) == 4
     pairs = t._search("tags.`zoorank.kind` = 'gt_pair'")
     assert len(pairs) == 2 and all(p.data.tags["mlflow.parentRunId"] == run_id for p in pairs)
-    for p in pairs:   # the pair's ground truth is its best-by-validation trial's test accuracy
+    for p in pairs:   # seed 0 chooses the lr on validation; the pair's accuracy is the seeds' mean there
         mine = [r for r in trials if r.data.tags["mlflow.parentRunId"] == p.info.run_id]
-        assert len(mine) == 2
-        best = max(mine, key=lambda r: r.data.metrics["val_top1"])
-        ties = [r for r in mine if r.data.metrics["val_top1"] == best.data.metrics["val_top1"]]
-        first = min(ties, key=lambda r: GRID.index((float(r.data.params["lr"]), float(r.data.params["wd"]))))
-        assert p.data.metrics["gt.test_top1"] == pytest.approx(first.data.metrics["test_top1"])
-        row = df[df["model"] == p.data.tags["zoorank.model"]].iloc[0]
-        assert row["test_top1"] == pytest.approx(p.data.metrics["gt.test_top1"])
+        seed0 = sorted((r for r in mine if r.data.params["seed"] == "0"), key=lambda r: float(r.data.params["lr"]))
+        best = max(seed0, key=lambda r: r.data.metrics["val_top1"])        # ties: the smaller lr (first)
+        at_best = [r for r in mine if r.data.params["lr"] == best.data.params["lr"]]
+        assert sorted(r.data.params["seed"] for r in at_best) == ["0", "1"]
+        want = sum(r.data.metrics["test_top1"] for r in at_best) / 2
+        assert p.data.metrics["gt.test_top1"] == pytest.approx(want)
+        assert {"gt.se", "gt.lp_test_top1", "gt.converged", "gt.n_diverged"} <= set(p.data.metrics)
+        assert df.loc[p.data.tags["zoorank.model"], "test_top1"] == pytest.approx(want)
 
-    # rerun: every trial from the store, no new MLflow runs, same ground truth
-    df2 = run_ground_truth(models, "digits", grid=GRID, seeds=[0], budget=BUDGET, settings=settings, threads=1)
-    assert (df2["cached_trials"] == 2).all()
-    assert len(t._search("tags.`zoorank.kind` = 'gt_trial'")) == 4
-    assert df2.set_index("model")["test_top1"].to_dict() == df.set_index("model")["test_top1"].to_dict()
+    # the table from the store's records is the flow's ground truth
+    table = ground_truth_table(store_records(ArrayStore(settings.store)), budget=BUDGET.as_dict()).set_index("model")
+    assert table["test_top1"].to_dict() == pytest.approx(df["test_top1"].to_dict())
+    assert (table["n_test"] == 20).all() and (table["n_diverged"] == 0).all()
+
+    # rerun: every trial from the store, no new MLflow runs
+    df2 = run_ground_truth(MODELS, "digits", grid=GRID, seeds=[0, 1], budget=BUDGET, settings=settings, threads=1)
+    assert (df2["cached_trials"] == 3).all() and len(t._search("tags.`zoorank.kind` = 'gt_trial'")) == 6
+
+    # export -> import into an empty store: same ground truth, nothing trained (no probe head either)
+    records = tmp_path / "trials.jsonl"
+    assert export_records(ArrayStore(settings.store), records) == 8          # 6 trials + 2 probes
+    keys = [k for k, _ in read_records(records)]
+    assert keys == sorted(keys) and all(json.loads(line)["key"] == k for line, k in
+                                        zip(records.read_text().splitlines(), keys))
+    other = Settings.from_env(env={}, home=tmp_path / "other")
+    counts = import_records(ArrayStore(other.store), records)
+    assert counts == {"imported": 8, "present": 0, "conflicts": 0}
+    assert import_records(ArrayStore(other.store), records)["present"] == 8
+    df3 = run_ground_truth(MODELS, "digits", grid=GRID, seeds=[0, 1], budget=BUDGET, settings=other, threads=1)
+    assert (df3["cached_trials"] == 3).all()
+    assert df3.set_index("model")["test_top1"].to_dict() == df["test_top1"].to_dict()
+    assert ArrayStore(other.store).list_records("gt_trial") == ArrayStore(settings.store).list_records("gt_trial")
+    assert not (other.store / "gt_probe_head").exists()
+
+
+def test_bad_records_file_names_file_and_line(tmp_path):
+    from zoorank.gt_records import read_records
+
+    bad = tmp_path / "t.jsonl"
+    bad.write_text('{"key": "gt_trial/abc", "value": {}}\n{"key": "features/x", "value": {}}\n')
+    with pytest.raises(ValueError, match=r"t\.jsonl:2"):
+        read_records(bad)
+    with pytest.raises(FileNotFoundError, match="nope.jsonl"):
+        read_records(tmp_path / "nope.jsonl")
+
+
+def test_all_diverged_pair_retries_smaller_lr_and_is_nan_not_zero(prefect_server, settings):
+    from zoorank.flows.ground_truth import MAX_LR_RETRIES, run_ground_truth
+    from zoorank.storage.tracking import Tracker
+
+    budget = dataclasses.replace(BUDGET, clip_norm=None, steps=3)
+    df = run_ground_truth(["cnn_usps"], "digits", grid=[(1e7, 0.0)], seeds=[0, 1], budget=budget,
+                          settings=settings, threads=1)
+    row = df.iloc[0]
+    assert row["n_trials"] == 1 + MAX_LR_RETRIES and row["n_diverged"] == 1 + MAX_LR_RETRIES
+    assert math.isnan(row["test_top1"]) and row["n_seeds"] == 0 and row["lp_test_top1"] > 0.1
+    lrs = sorted(float(r.data.params["lr"]) for r in
+                 Tracker.from_settings(settings)._search("tags.`zoorank.kind` = 'gt_trial'"))
+    assert lrs == pytest.approx([1e5, 1e6, 1e7])
 
 
 @pytest.mark.slow

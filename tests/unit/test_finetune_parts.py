@@ -92,11 +92,19 @@ def test_eval_points_include_80_percent_and_end():
 
 def test_blow_up_rule():
     k = 10
-    assert not blew_up([0.3] * 8 + [100.0], k, 1.5)                   # fewer than 10 losses
+    assert not blew_up([0.3] * 10 + [30.0], k, 1.5)                   # one spike: mean 3.27 < 3.45
+    assert blew_up([0.3] * 10 + [30.0], k, 1.5, window=1)
+    assert not blew_up([100.0], k, 1.5, window=1)                      # no loss after the first yet
     assert not blew_up([0.3] * 20, k, 1.5)
     assert not blew_up([0.3] + [1.4 * math.log(k)] * 10, k, 1.5)      # below 1.5 ln K
     assert blew_up([0.3] + [1.6 * math.log(k)] * 10, k, 1.5)
     assert not blew_up([5.0] + [7.0] * 10, k, 1.5)                    # a high first loss raises the bar
+
+
+def test_blow_up_window_shrinks_for_short_runs():
+    from zoorank.finetune.trial import blowup_window
+
+    assert [blowup_window(s) for s in (1, 3, 8, 20, 80)] == [1, 1, 4, 10, 10]
 
 
 def test_budget_rejects_bad_knobs():

@@ -8,8 +8,8 @@ init, the literature); SGD with Nesterov momentum 0.9, a linear warm-up over ``w
 the steps then a cosine to 0 (per step), weight decay (``wd_mode``: ``coupled`` = PyTorch's L2 as
 given, ``sfda`` = ``wd / lr`` as SFDA's public code passes it), global gradient-norm clipping.
 
-Divergence: a non-finite loss or gradient norm, or a blow-up -- the mean of the last 10 losses above
-``blowup_factor * max(ln K, first loss)`` (chance-level cross-entropy is ln K; the LP head starts
+Divergence: a non-finite loss or gradient norm, or a blow-up -- the mean of the last 10 losses (fewer
+in runs under 20 steps) above ``blowup_factor * max(ln K, first loss)`` (chance-level cross-entropy is ln K; the LP head starts
 far below it) -- stops the trial; it is reported as diverged with NaN accuracies, never as 0.
 
 Devices: CUDA when asked for and available (autocast bfloat16, channels-last), else CPU float32.
@@ -112,12 +112,17 @@ def eval_points(budget: Budget) -> list[int]:
     return sorted(pts)
 
 
-def blew_up(losses: list[float], n_classes: int, factor: float) -> bool:
-    """Mean of the last :data:`BLOWUP_WINDOW` losses above ``factor * max(ln K, first loss)``."""
-    if len(losses) < BLOWUP_WINDOW:
+def blowup_window(steps: int) -> int:
+    """Losses averaged by the blow-up rule: :data:`BLOWUP_WINDOW`, fewer for runs under 20 steps."""
+    return min(BLOWUP_WINDOW, max(1, int(steps) // 2))
+
+
+def blew_up(losses: list[float], n_classes: int, factor: float, window: int = BLOWUP_WINDOW) -> bool:
+    """Mean of the last ``window`` losses (after the first) above ``factor * max(ln K, first loss)``."""
+    if len(losses) < window + 1:
         return False
     ref = max(math.log(n_classes), losses[0])
-    return float(np.mean(losses[-BLOWUP_WINDOW:])) > factor * ref
+    return float(np.mean(losses[-window:])) > factor * ref
 
 
 def prepare_backbone(backbone: nn.Module, data: SplitData, budget: Budget, device) -> nn.Module:
@@ -163,6 +168,7 @@ def run_trial(load_backbone: Callable[[], nn.Module], data: SplitData, params: T
     bs = min(int(budget.batch_size), n)
     order, pos = rng.permutation(n), 0
     points = set(eval_points(budget))
+    window = blowup_window(steps)
     train_loss, val_curve, grad_norms, losses = [], [], [], []
     reason = ""
     y_all = torch.from_numpy(np.array(data.train_y, dtype=np.int64))
@@ -197,9 +203,9 @@ def run_trial(load_backbone: Callable[[], nn.Module], data: SplitData, params: T
         losses.append(value)
         if on_step:
             on_step(step, value)
-        if blew_up(losses, data.n_classes, budget.blowup_factor):
-            reason = (f"loss blow-up at step {step} (mean of last {BLOWUP_WINDOW} "
-                      f"{np.mean(losses[-BLOWUP_WINDOW:]):.3g} > {budget.blowup_factor:g} x "
+        if blew_up(losses, data.n_classes, budget.blowup_factor, window):
+            reason = (f"loss blow-up at step {step} (mean of last {window} "
+                      f"{np.mean(losses[-window:]):.3g} > {budget.blowup_factor:g} x "
                       f"max(ln K, first loss {losses[0]:.3g}))")
             break
         if step in points and step < steps:
