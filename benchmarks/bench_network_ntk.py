@@ -46,23 +46,46 @@ def _images_fn(ds, size):
     return load
 
 
+class _Clock:
+    """Wall and process CPU seconds (all threads) of a block: on a machine shared with other
+    jobs the CPU seconds are the steadier measure of the work done."""
+
+    def __enter__(self):
+        self.w0, self.c0 = time.perf_counter(), time.process_time()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.w0
+        self.cpu = time.process_time() - self.c0
+
+
 def _time_extract(backbone, ds, n):
     from zoorank.extract import extract_features
 
     sub = ds.subset(np.arange(n))
-    t = time.perf_counter()
-    extract_features(backbone, sub, batch_size=64, with_outputs=False)
-    return (time.perf_counter() - t) / n
+    with _Clock() as clk:
+        extract_features(backbone, sub, batch_size=64, with_outputs=False)
+    return clk.wall / n, clk.cpu / n
 
 
 def _time_ntk(backbone, ds, per_class, **kw):
+    """Runs the NTK; also returns the CPU seconds of the first chunk (it carries the fixed
+    costs: the probe image, the head's init and the layer engine's check against autograd)
+    and of the later chunks, per image, from the progress callback."""
     from zoorank.metrics.network_ntk import network_ntk_parts
 
     labels = np.asarray(ds.labels)
-    t = time.perf_counter()
-    parts = network_ntk_parts(backbone, _images_fn(ds, backbone.config.input_size), labels,
-                              samples_per_class=per_class, **kw)
-    return time.perf_counter() - t, parts
+    marks = []
+    with _Clock() as clk:
+        parts = network_ntk_parts(backbone, _images_fn(ds, backbone.config.input_size), labels,
+                                  samples_per_class=per_class,
+                                  progress=lambda done, total: marks.append((done, time.process_time())),
+                                  **kw)
+    first_done, first_t = marks[0]
+    first = first_t - clk.c0
+    rest_images = marks[-1][0] - first_done
+    steady = (marks[-1][1] - first_t) / rest_images if rest_images else float("nan")
+    return clk, parts, first, first_done, steady
 
 
 def _loop_norms(backbone, x, head_widths=(1024, 2048)):
@@ -98,15 +121,15 @@ def engines(model, ds, n):
         d = net.features(x[:1]).shape[1]
     net.head = init_random_head(d, K_CIFAR)
     res = {}
-    t = time.perf_counter()
-    sq_l, _ = norms_by_layer(net.objective, x, list(net.trainable.values()), check=False)
-    res["layers"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sq_v, _ = norms_by_vmap(net.objective_single, net.trainable, x)
-    res["vmap"] = time.perf_counter() - t
-    t = time.perf_counter()
-    sq_r = _loop_norms(bb, x)
-    res["loop"] = time.perf_counter() - t
+    with _Clock() as clk:
+        sq_l, _ = norms_by_layer(net.objective, x, list(net.trainable.values()), check=False)
+    res["layers"], res["layers_wall"] = clk.cpu, clk.wall
+    with _Clock() as clk:
+        sq_v, _ = norms_by_vmap(net.objective_single, net.trainable, x)
+    res["vmap"], res["vmap_wall"] = clk.cpu, clk.wall
+    with _Clock() as clk:
+        sq_r = _loop_norms(bb, x)
+    res["loop"], res["loop_wall"] = clk.cpu, clk.wall
     res["max_rel_diff_layers_vs_loop"] = float(np.max(np.abs(sq_l.numpy() - sq_r) / sq_r))
     res["max_rel_diff_vmap_vs_loop"] = float(np.max(np.abs(sq_v.numpy() - sq_r) / sq_r))
     res["images"] = n
@@ -124,14 +147,43 @@ def rss_child(model, samples, chunk):
     labels = np.zeros(samples, dtype=np.int64)
     load = _images_fn(ds, bb.config.input_size)
     base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    t = time.perf_counter()
-    parts = network_ntk_parts(bb, load, labels, samples_per_class=samples, chunk_size=chunk)
-    secs = time.perf_counter() - t
+    with _Clock() as clk:
+        parts = network_ntk_parts(bb, load, labels, samples_per_class=samples, chunk_size=chunk)
+    secs = clk.wall
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     print(json.dumps({"model": model, "samples": samples, "chunk_size": chunk,
                       "peak_rss_gib": peak / 2**20, "rss_before_ntk_gib": base / 2**20,
                       "seconds": secs, "engine": parts.engine,
                       "lambda": float(parts.total[0]), "backbone_share": float(parts.backbone[0] / parts.total[0])}))
+
+
+def seed_study(per_class, models):
+    """Spearman rank correlation of the per-class lambda (whole, backbone part, head part)
+    across head seeds 0, 1, 2 on the same images, raw and unit-norm head input; JSON lines."""
+    import scipy.stats
+    from zoorank.data import load_dataset
+    from zoorank.metrics.network_ntk import network_ntk_parts
+    from zoorank.zoo import load_model
+
+    ds = load_dataset("digits")
+    labels = np.asarray(ds.labels)
+    for model in models:
+        bb = load_model(model)
+        load = _images_fn(ds, bb.config.input_size)
+        for norm in ("none", "l2"):
+            runs = [network_ntk_parts(bb, load, labels, samples_per_class=per_class, feature_norm=norm,
+                                      head_random_state=seed) for seed in (0, 1, 2)]
+            rho = {}
+            for part in ("total", "backbone", "head"):
+                vals = [getattr(r, part) for r in runs]
+                rho[part] = [round(float(scipy.stats.spearmanr(vals[a], vals[b]).statistic), 3)
+                             for a, b in ((0, 1), (0, 2), (1, 2))]
+            print(json.dumps({"model": model, "S": per_class, "feature_norm": norm,
+                              "spearman_across_head_seeds": rho,
+                              "backbone_share": round(float(np.mean([r.backbone.sum() / r.total.sum()
+                                                                     for r in runs])), 3),
+                              "between_class_cv": round(float(np.mean([r.total.std() / r.total.mean()
+                                                                       for r in runs])), 3)}), flush=True)
 
 
 def main(argv=None):
@@ -146,10 +198,30 @@ def main(argv=None):
     ap.add_argument("--rss-model", default="vgg16bn_craft")
     ap.add_argument("--rss-samples", type=int, default=S_PAPER)
     ap.add_argument("--rss-chunks", type=int, nargs="*", default=[8])
+    ap.add_argument("--rss-json", default=None,
+                    help="read the memory rows from this file (JSON lines of --rss-child) instead of measuring")
+    ap.add_argument("--skip-engines", action="store_true")
+    ap.add_argument("--seed-study", nargs="+", metavar=("S", "MODEL"), default=None,
+                    help="only the head-seed reproducibility study: S then model ids")
+    ap.add_argument("--report-from", default=None,
+                    help="write the report from a JSON file saved by an earlier run (with --rss-json)")
     ap.add_argument("--out", default=None)
     ap.add_argument("--rss-child", nargs=3, metavar=("MODEL", "SAMPLES", "CHUNK"), help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
     warnings.simplefilter("ignore")
+    if args.report_from:
+        with open(args.report_from) as fh:
+            saved = json.load(fh)
+        rss = []
+        if args.rss_json:
+            with open(args.rss_json) as fh:
+                rss = [json.loads(line) for line in fh if line.startswith("{")]
+        saved_args = argparse.Namespace(**saved["args"])
+        write_report(args.out, saved["rows"], saved["engines"], rss, saved["meta"], saved_args)
+        return
+    if args.seed_study:
+        seed_study(int(args.seed_study[0]), args.seed_study[1:])
+        return
     if args.rss_child:
         rss_child(args.rss_child[0], int(args.rss_child[1]), int(args.rss_child[2]))
         return
@@ -164,25 +236,32 @@ def main(argv=None):
         bb = load_model(model)
         large = max(bb.config.input_size) >= 128
         s_run = args.ntk_per_class_large if (large and args.ntk_per_class_large) else args.ntk_per_class
-        ex = _time_extract(bb, ds, args.extract_images)
-        secs, parts = _time_ntk(bb, ds, s_run)
-        ntk_640 = secs * (K_CIFAR * S_PAPER) / int(parts.counts.sum())
-        extract_total = ex * N_CIFAR
+        ex_wall, ex_cpu = _time_extract(bb, ds, args.extract_images)
+        clk, parts, first, first_n, steady = _time_ntk(bb, ds, s_run)
+        n_run = int(parts.counts.sum())
+        scale = (K_CIFAR * S_PAPER) / n_run
+        ntk_640 = first + steady * (K_CIFAR * S_PAPER - first_n) if n_run < K_CIFAR * S_PAPER else clk.cpu
         rows.append({"model": model, "input_size": list(bb.config.input_size),
                      "params": int(sum(p.numel() for p in bb.parameters())),
-                     "extract_s_per_image": ex, "extract_50k_s": extract_total,
-                     "ntk_images_run": int(parts.counts.sum()), "ntk_s_run": secs, "ntk_640_s": ntk_640,
-                     "ntk_per_image_s": secs / int(parts.counts.sum()),
-                     "ratio": ntk_640 / extract_total, "engine": parts.engine,
+                     "extract_cpu_s_per_image": ex_cpu, "extract_wall_s_per_image": ex_wall,
+                     "extract_50k_cpu_s": ex_cpu * N_CIFAR, "extract_50k_wall_s": ex_wall * N_CIFAR,
+                     "ntk_images_run": n_run, "ntk_cpu_s_run": clk.cpu, "ntk_wall_s_run": clk.wall,
+                     "ntk_first_chunk_cpu_s": first, "ntk_steady_cpu_s_per_image": steady,
+                     "ntk_640_cpu_s": ntk_640, "ntk_640_wall_s": clk.wall * scale,
+                     "ratio_cpu": ntk_640 / (ex_cpu * N_CIFAR),
+                     "ratio_wall": clk.wall * scale / (ex_wall * N_CIFAR), "engine": parts.engine,
                      "lambda_mean": float(parts.total.mean()),
                      "backbone_share": float(parts.backbone.sum() / parts.total.sum()),
                      "backbone_share_per_class": (parts.backbone / parts.total).round(3).tolist()})
         print(json.dumps(rows[-1]), flush=True)
         del bb
-    eng = engines(args.engine_model, ds, args.engine_images)
+    eng = None if args.skip_engines else engines(args.engine_model, ds, args.engine_images)
     print(json.dumps({"engines": eng}), flush=True)
     rss = []
-    for chunk in args.rss_chunks:
+    if args.rss_json:
+        with open(args.rss_json) as fh:
+            rss = [json.loads(line) for line in fh if line.startswith("{")]
+    for chunk in ([] if args.rss_json else args.rss_chunks):
         out = subprocess.run([sys.executable, __file__, "--rss-child", args.rss_model, str(args.rss_samples),
                               str(chunk)], capture_output=True, text=True, check=True)
         rss.append(json.loads(out.stdout.strip().splitlines()[-1]))
@@ -190,6 +269,8 @@ def main(argv=None):
     meta = {"host": platform.node(), "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads(),
             "torch": torch.__version__, "load_avg_start": load1, "load_avg_end": os.getloadavg()[0],
             "wall_s": time.time() - t_start}
+    with open((args.out or "network_ntk.md") + ".json", "w") as fh:
+        json.dump({"rows": rows, "engines": eng, "meta": meta, "args": vars(args)}, fh, indent=1)
     if args.out:
         write_report(args.out, rows, eng, rss, meta, args)
 
@@ -200,29 +281,37 @@ def write_report(path, rows, eng, rss, meta, args):
              f"{meta['torch']}, {meta['torch_threads']} threads) while other agents loaded the machine "
              f"(1-min load average {meta['load_avg_start']:.1f} at the start, {meta['load_avg_end']:.1f} at "
              f"the end; wall {meta['wall_s'] / 60:.0f} min). Absolute seconds are inflated by the load; the "
-             "ratios compare stages measured in the same process, interleaved.", "",
+             "ratios compare the two stages of one model measured in the same process, one right after "
+             "the other. The memory rows come from a separate process run at the same time.", "",
              "Extraction: `extract_features` (batch 64, native input size, no_grad) timed on "
              f"{args.extract_images} digits images, **extrapolated** per image x 50,000. NTK: "
              "`network_ntk_parts(params='all', feature_norm='none')` with the default engine and chunk "
-             "size (8) on K=10 classes x S images; where fewer than 640 images were run, the time is "
-             "**extrapolated linearly** to 640 (the cost is a sum over equal chunks).", "",
-             "| model | input | params | extraction s/img | extraction x 50k (s) | NTK images run | NTK s (run) "
-             "| NTK s (640) | NTK / extraction | engine | mean lambda | backbone share |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "size (8) on K=10 classes x S images; where fewer than 640 images were run, the CPU time "
+             "is **extrapolated** to 640 as first chunk + (640 - 8) x the later chunks' CPU seconds per "
+             "image (the first chunk carries the fixed costs: probe image, head init, the layer "
+             "engine's check against autograd); the wall ratio is extrapolated linearly.", "",
+             "Seconds are process CPU seconds (both threads; steadier than wall time on a shared "
+             "machine), wall-clock ratios beside them.", "",
+             "| model | input | params | extraction CPU s/img | extraction x 50k (CPU s) | NTK images run "
+             "| NTK CPU s (run) | NTK CPU s (640) | NTK / extraction (CPU) | (wall) | engine | mean lambda "
+             "| backbone share |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         lines.append(f"| {r['model']} | {r['input_size'][0]}x{r['input_size'][1]} | {r['params'] / 1e6:.2f} M "
-                     f"| {r['extract_s_per_image']:.4f} | {r['extract_50k_s']:.0f} | {r['ntk_images_run']} "
-                     f"| {r['ntk_s_run']:.1f} | {r['ntk_640_s']:.1f} | **{100 * r['ratio']:.1f}%** | {r['engine']} "
+                     f"| {r['extract_cpu_s_per_image']:.4f} | {r['extract_50k_cpu_s']:.0f} | {r['ntk_images_run']} "
+                     f"| {r['ntk_cpu_s_run']:.1f} | {r['ntk_640_cpu_s']:.1f} | **{100 * r['ratio_cpu']:.1f}%** "
+                     f"| {100 * r['ratio_wall']:.1f}% | {r['engine']} "
                      f"| {r['lambda_mean']:.4g} | {100 * r['backbone_share']:.1f}% |")
-    lines += ["", "Target: NTK <= 10% of extraction.", "",
-              f"## Engines ({args.engine_model}, {eng['images']} images, backbone parameters, one run each)", "",
-              "| engine | seconds | vs layers | max rel. diff. vs loop |", "|---|---|---|---|",
-              f"| layers (per-operation closed forms, batched) | {eng['layers']:.1f} | 1.0x | {eng['max_rel_diff_layers_vs_loop']:.1e} |",
-              f"| vmap (torch.func) | {eng['vmap']:.1f} | {eng['vmap'] / eng['layers']:.1f}x | {eng['max_rel_diff_vmap_vs_loop']:.1e} |",
-              f"| loop (one autograd call per image) | {eng['loop']:.1f} | {eng['loop'] / eng['layers']:.1f}x | 0 |",
-              "", f"## Peak memory ({args.rss_model}, native input size, S={args.rss_samples} images of one class)", "",
+    lines += ["", "Target: NTK <= 10% of extraction.", ""]
+    if eng is not None:
+        lines += [f"## Engines ({args.engine_model}, {eng['images']} images, backbone parameters, one run each)", "",
+              "| engine | CPU s | wall s | vs layers (CPU) | max rel. diff. vs loop |", "|---|---|---|---|---|",
+              f"| layers (per-operation closed forms, batched) | {eng['layers']:.1f} | {eng['layers_wall']:.1f} | 1.0x | {eng['max_rel_diff_layers_vs_loop']:.1e} |",
+              f"| vmap (torch.func) | {eng['vmap']:.1f} | {eng['vmap_wall']:.1f} | {eng['vmap'] / eng['layers']:.1f}x | {eng['max_rel_diff_vmap_vs_loop']:.1e} |",
+              f"| loop (one autograd call per image) | {eng['loop']:.1f} | {eng['loop_wall']:.1f} | {eng['loop'] / eng['layers']:.1f}x | 0 |", ""]
+    lines += [f"## Peak memory ({args.rss_model}, native input size, S={args.rss_samples} images of one class)", "",
               "Fresh subprocess, `ru_maxrss` after the NTK (includes Python, torch and the loaded model).", "",
-              "| chunk size | peak RSS (GiB) | RSS before the NTK (GiB) | seconds | engine |", "|---|---|---|---|---|"]
+              "| chunk size | peak RSS (GiB) | RSS before the NTK (GiB) | wall seconds | engine |", "|---|---|---|---|---|"]
     for r in rss:
         lines.append(f"| {r['chunk_size']} | {r['peak_rss_gib']:.2f} | {r['rss_before_ntk_gib']:.2f} "
                      f"| {r['seconds']:.0f} | {r['engine']} |")
