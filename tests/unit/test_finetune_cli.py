@@ -1,0 +1,70 @@
+"""``zoorank ground-truth`` arguments -> budget, grid, seeds; the table writer's rows and header."""
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+import pytest
+
+from zoorank.cli import build_parser
+from zoorank.finetune import CPU_GRID, FULL_GRID, Budget
+from zoorank.gt_cli import budget_from_args, protocol_lines
+
+
+def _args(*argv):
+    return build_parser().parse_args(["ground-truth", *argv])
+
+
+def test_presets_and_explicit_knobs():
+    budget, grid, seeds = budget_from_args(_args("--preset", "cpu", "--dataset", "digits"))
+    assert budget == Budget.cpu() and grid == list(CPU_GRID) and seeds == [0, 1, 2]
+    budget, grid, seeds = budget_from_args(_args("--preset", "cpu", "--steps", "6", "--train-per-class", "4",
+                                                 "--bn", "reestimate", "--lrs", "0.5"))
+    assert budget.steps == 6 and budget.train_per_class == 4 and budget.bn == "reestimate"
+    assert budget.head_init == "probe" and budget.test_per_class == 60           # the rest: the preset's
+    assert grid == [(0.5, 0.0)]
+    args = _args("--preset", "full", "--device", "cuda", "--dataset", "digits")
+    budget, grid, seeds = budget_from_args(args)
+    assert budget == Budget.full() and grid == list(FULL_GRID) and seeds == [0, 1, 2] and args.device == "cuda"
+    budget, grid, seeds = budget_from_args(_args("--steps", "3", "--seeds", "4,5"))
+    assert budget == Budget(steps=3) and seeds == [4, 5] and len(grid) == 20
+
+
+def test_ground_truth_needs_something_to_do(capsys, tmp_path):
+    from zoorank.cli import main
+
+    assert main(["ground-truth", "--home", str(tmp_path / "zr")]) == 2
+    assert "give --dataset" in capsys.readouterr().err
+
+
+def _trial(seed, lr, val, test, diverged=False):
+    meta = {"model": "m", "dataset": "d", "identity": "m@1", "data_fingerprint": "f", "split_seed": 0,
+            "recipe": "ft-v2", "n_classes": 4, "budget": {"steps": 10}}
+    nan = float("nan")
+    return meta | dict(seed=seed, lr=lr, wd=0.0, val_top1=nan if diverged else val, val_mean_class=val,
+                       test_top1=nan if diverged else test, test_mean_class=test, diverged=diverged,
+                       diverged_reason="non-finite loss at step 2" if diverged else "",
+                       val_curve=[(8, val), (10, val)], n_val=40, n_test=80, seconds=2.0, input_size=[16, 16])
+
+
+def test_table_from_records_and_header(tmp_path):
+    from zoorank.gt_records import ground_truth_table, write_table
+
+    records = [("gt_trial/a", _trial(0, 1e-2, 0.3, 0.3, diverged=True)), ("gt_trial/b", _trial(0, 1e-3, 0.3, 0.27)),
+               ("gt_trial/c", _trial(1, 1e-3, 0.3, 0.26)), ("gt_trial/d", _trial(2, 1e-3, 0.3, 0.28)),
+               ("gt_probe/e", {**_trial(0, 0, 0, 0), "test_top1": 0.25, "test_mean_class": 0.25,
+                               "val_top1": 0.3, "C": 1.0, "seconds": 1.5})]
+    df = ground_truth_table(records, budget={"steps": 10})
+    assert len(df) == 1
+    row = df.iloc[0]
+    assert row["test_top1"] == pytest.approx(0.27) and row["n_diverged"] == 1 and row["n_seeds"] == 3
+    assert row["lp_test_top1"] == 0.25 and row["chance"] == 0.25 and row["trial_seconds"] == 8.0
+    assert "within 1 SE of chance" in row["note"] and "non-finite loss" in row["note"]
+    assert ground_truth_table(records, budget={"steps": 11}).empty
+    out = tmp_path / "gt.csv"
+    write_table(df, out, protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "zoo.yaml"))
+    text = out.read_text()
+    assert text.startswith("# zoorank ground truth (recipe ft-v2") and "# Command: zoorank" in text
+    assert "# Compute spent: 10 s" in text
+    back = pd.read_csv(out, comment="#")
+    assert back["test_top1"].iloc[0] == pytest.approx(0.27) and not math.isnan(back["se"].iloc[0])
