@@ -343,6 +343,9 @@ def main(argv=None) -> int:
                         res = run_child(["--child", json.dumps(spec)], args.timeout)
                         loads.append(res["load1"])
                         entry[impl].append(res)
+                        report["elapsed_s"] = time.perf_counter() - t_start
+                        report["machine"].update(load_min=min(loads), load_max=max(loads))
+                        write_report(report, args.out, quiet=True)     # survives an interruption
                         print(f"[peers] {size} {metric:10s} {impl:7s} "
                               + (res["error"] if "error" in res else
                                  f"{res['seconds']:8.3f} s  {res['peak_rss_mib']:7.0f} MiB  {res['value']}"),
@@ -367,11 +370,12 @@ def merge_reports(reports: list[dict]) -> dict:
     return out
 
 
-def write_report(report: dict, out: Path) -> None:
+def write_report(report: dict, out: Path, *, quiet: bool = False) -> None:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.with_suffix(".json").write_text(json.dumps(report, indent=1))
     out.write_text(markdown(report))
-    print(f"[peers] wrote {out} and {out.with_suffix('.json')}")
+    if not quiet:
+        print(f"[peers] wrote {out} and {out.with_suffix('.json')}")
 
 
 if __name__ == "__main__":
