@@ -70,17 +70,28 @@ def blocks64(x: np.ndarray, *, rows: np.ndarray | None = None, dtype=np.float64,
 def class_stats(x: np.ndarray, codes: np.ndarray, n_classes: int):
     """``(counts (K,) int64, class means (K, D) float64, global mean (D,) float64)``.
 
-    Sums per class are accumulated in float64 block by block (a (K x block) 0/1 matrix
-    times the float64 block); classes without samples get a zero mean row."""
+    Rows are read in class order (gathered block by block into the reused float64 buffer)
+    and each block's run of one class is summed down its columns (numpy loops, no BLAS
+    call per block: the skinny (K x block) products stall on thread wake-ups when the
+    cores are shared); classes without samples get a zero mean row."""
     n, d = x.shape
     counts = np.bincount(codes, minlength=n_classes).astype(np.int64)
     sums = np.zeros((n_classes, d))
-    for s, e, blk in blocks64(x):
-        onehot = np.zeros((n_classes, e - s))
-        onehot[codes[s:e], np.arange(e - s)] = 1.0
-        sums += onehot @ blk
+    order = np.argsort(codes, kind="stable")
+    for s, e, blk in blocks64(x, rows=order):
+        for a, b, k in class_runs(codes[order[s:e]]):
+            sums[k] += blk[a:b].sum(axis=0)
     means = sums / np.maximum(counts, 1)[:, None]
     return counts, means, sums.sum(axis=0) / n
+
+
+def class_runs(sorted_codes: np.ndarray) -> list[tuple[int, int, int]]:
+    """``[(start, stop, code), ...]``: the runs of equal values of a sorted code array."""
+    if sorted_codes.size == 0:
+        return []
+    cut = np.flatnonzero(sorted_codes[1:] != sorted_codes[:-1]) + 1
+    edges = np.concatenate([[0], cut, [sorted_codes.size]])
+    return [(int(a), int(b), int(sorted_codes[a])) for a, b in zip(edges[:-1], edges[1:])]
 
 
 def _syrk_add(acc: np.ndarray, block: np.ndarray) -> None:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from zoorank.metrics._blocked import blocks64
+from zoorank.metrics._blocked import blocks64, class_runs
 from zoorank.metrics.validation import check_features_labels, probability_rows
 
 _TINY = np.finfo(np.float64).tiny
@@ -53,22 +53,16 @@ def leep_from_probs(probs: np.ndarray, codes: np.ndarray, n_classes: int, *,
     sorted_codes = codes[order]
     w_sorted = w[order]
 
-    def runs(s, e):
-        run = sorted_codes[s:e]
-        cut = np.flatnonzero(run[1:] != run[:-1]) + 1
-        edges = np.concatenate([[0], cut, [e - s]])
-        return [(int(a), int(b), int(run[a])) for a, b in zip(edges[:-1], edges[1:])]
-
     joint = np.zeros((n_classes, c))                           # (K, C)  P(y, z)
     for s, e, blk in blocks64(probs, rows=order):
-        for a, b, k in runs(s, e):
+        for a, b, k in class_runs(sorted_codes[s:e]):
             joint[k] += np.einsum("i,ij->j", w_sorted[s + a:s + b], blk[a:b])
     pz = joint.sum(axis=0)                                   # (C,)    P(z)
     cond = np.divide(joint, pz, out=np.zeros_like(joint), where=pz > 0)  # P(y | z)
     # expected empirical prediction of the true label only: sum_z P(y_i|z) theta_iz
     eep_sorted = np.empty(n)
     for s, e, blk in blocks64(probs, rows=order):
-        for a, b, k in runs(s, e):
+        for a, b, k in class_runs(sorted_codes[s:e]):
             eep_sorted[s + a:s + b] = np.einsum("ij,j->i", blk[a:b], cond[k])
     eep = np.empty(n)
     eep[order] = eep_sorted
