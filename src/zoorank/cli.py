@@ -319,10 +319,6 @@ def main(argv=None) -> int:
 
 
 # ---------------------------------------------------------------- ground truth and benchmark
-def _floats(text: str | None) -> list[float] | None:
-    return [float(t) for t in text.split(",") if t.strip()] if text else None
-
-
 def _add_ground_truth_benchmark(sub) -> None:
     from zoorank.gt_cli import add_ground_truth_parser
 
