@@ -150,3 +150,18 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, header_lines) -> None
         df.to_csv(fh, index=False, float_format="%.4f")
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
+
+
+def rank_agreement(shipped: pd.DataFrame, longer: pd.DataFrame, *, column: str = "test_top1") -> pd.DataFrame:
+    """Kendall's tau (scipy's tau-b) per dataset between two ground-truth tables over their common
+    models: the issue's convergence check (a longer run on a sample of pairs should keep tau >= 0.8
+    with the shipped ranks). Rows: dataset, n_models, kendall."""
+    from scipy.stats import kendalltau
+
+    rows = []
+    merged = shipped[["dataset", "model", column]].merge(longer[["dataset", "model", column]],
+                                                         on=["dataset", "model"], suffixes=("_a", "_b")).dropna()
+    for dataset, part in merged.groupby("dataset", sort=True):
+        tau = kendalltau(part[f"{column}_a"], part[f"{column}_b"]).statistic if len(part) > 1 else math.nan
+        rows.append({"dataset": dataset, "n_models": len(part), "kendall": float(tau)})
+    return pd.DataFrame(rows, columns=["dataset", "n_models", "kendall"])

@@ -68,3 +68,16 @@ def test_table_from_records_and_header(tmp_path):
     assert "# Compute spent: 10 s" in text
     back = pd.read_csv(out, comment="#")
     assert back["test_top1"].iloc[0] == pytest.approx(0.27) and not math.isnan(back["se"].iloc[0])
+
+
+def test_rank_agreement_is_kendall_per_dataset_on_common_models():
+    from zoorank.gt_records import rank_agreement
+
+    a = pd.DataFrame({"dataset": ["d"] * 4 + ["e"] * 2, "model": list("abcd") + list("ab"),
+                      "test_top1": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]})
+    b = pd.DataFrame({"dataset": ["d"] * 3 + ["e"] * 2, "model": list("abc") + list("ab"),
+                      "test_top1": [0.95, 0.7, 0.75, 0.1, 0.2]})
+    out = rank_agreement(a, b).set_index("dataset")
+    # d on a, b, c: pairs (a,b) concordant, (a,c) concordant, (b,c) discordant -> (2 - 1) / 3
+    assert out.loc["d", "n_models"] == 3 and out.loc["d", "kendall"] == pytest.approx(1 / 3)
+    assert out.loc["e", "kendall"] == pytest.approx(-1.0)
