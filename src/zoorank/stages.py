@@ -75,8 +75,9 @@ def _timed(stage: str, key: str, hit: bool, start: float, **info) -> StageResult
 
 def select_subset(dataset, subset: SubsetSpec):
     """The images a ranking scores: ``subset.split`` of a seeded stratified split (or
-    ``"all"``), then ``per_class`` images per class (seeded). A class with fewer images than
-    asked for is a ValueError naming the dataset, the split and the class."""
+    ``"all"``), then at most ``per_class`` images per class (seeded): a class with fewer
+    images is used whole (``zoorank.data.splits.subsample_per_class``; the ranking's notes name
+    it)."""
     from zoorank.data import stratified_split, subsample_per_class
 
     if subset.split == "all":

@@ -47,9 +47,15 @@ def test_select_subset_is_stratified_and_reproducible(images):
     assert other.fingerprint() != images.fingerprint()
 
 
-def test_per_class_too_large_names_dataset_and_split():
-    with pytest.raises(ValueError, match=r"dataset 'digits' \(train split\)"):
-        stages.select_subset(load_dataset("digits"), stages.SubsetSpec(per_class=1000))
+def test_per_class_is_an_upper_bound():
+    """per_class means "at most": a class with fewer images in the split is used whole."""
+    ds = load_dataset("digits")
+    whole = stages.select_subset(ds, stages.SubsetSpec(per_class=None))
+    capped = stages.select_subset(ds, stages.SubsetSpec(per_class=1000))
+    assert capped.fingerprint() == whole.fingerprint()
+    some = stages.select_subset(ds, stages.SubsetSpec(per_class=150))
+    counts = np.bincount(some.labels)
+    assert np.array_equal(counts, np.minimum(np.bincount(whole.labels), 150)) and counts.min() < 150
 
 
 def test_features_cached_and_lead_stages_chain(tmp_path, images):
