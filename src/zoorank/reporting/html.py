@@ -11,13 +11,12 @@ from __future__ import annotations
 import base64
 import html
 import io
-import math
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from zoorank.reporting.render import score_columns
+from zoorank.reporting.render import fmt_cell, score_columns
 from zoorank.reporting.summary import best_baselines, compact_view, recommended_column
 
 __all__ = ["write_html_report", "html_report", "agreement"]
@@ -89,13 +88,7 @@ def _scatter(part: pd.DataFrame, score: str, truth: pd.Series, title: str) -> st
 
 
 def _cell(v) -> str:
-    if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    if isinstance(v, (bool, np.bool_)):
-        return "tied" if v else ""
-    if isinstance(v, (float, np.floating)):
-        return f"{v:.4g}"
-    return html.escape(str(v))
+    return html.escape(fmt_cell(v, tied_mark="tied"))
 
 
 def _table(df: pd.DataFrame, table_id: str, tied_col: str | None = "tied") -> str:

@@ -36,11 +36,12 @@ def _view(table, baselines, ties, all_metrics):
     return view, score
 
 
-def _fmt_cell(v) -> str:
+def fmt_cell(v, tied_mark: str = "*") -> str:
+    """One table cell as text: '-' for missing, ``tied_mark`` for True, 4 significant digits."""
     if v is None or v is pd.NA or (isinstance(v, float) and math.isnan(v)):
         return "-"
     if isinstance(v, (bool, np.bool_)):
-        return "*" if v else ""
+        return tied_mark if v else ""
     if isinstance(v, (float, np.floating)):
         return f"{v:.4g}"
     return str(v)
@@ -59,7 +60,7 @@ def _ascii_table(view: pd.DataFrame, score: str, width: int) -> str:
     (``#`` and ``model`` repeated in every block)."""
     heads = _headers(view, score)
     cols = [c for c in view.columns if c != "dataset"]
-    cells = {c: [heads.get(c, c)] + [_fmt_cell(v) for v in view[c]] for c in cols}
+    cells = {c: [heads.get(c, c)] + [fmt_cell(v) for v in view[c]] for c in cols}
     widths = {c: max(len(s) for s in cells[c]) for c in cols}
     keep = [c for c in ("rank", "model") if c in cols]
     rest = [c for c in cols if c not in keep]
@@ -133,7 +134,7 @@ def render(table: pd.DataFrame, fmt: str = "table", *, baselines: BaselineChoice
             heads = _headers(part, score)
             lines = [f"### {title}", "", "| " + " | ".join(heads.get(c, c) for c in shown) + " |",
                      "|" + "|".join("---:" if c != "model" else "---" for c in shown) + "|"]
-            lines += ["| " + " | ".join(_fmt_cell(v) for v in row) + " |"
+            lines += ["| " + " | ".join(fmt_cell(v) for v in row) + " |"
                       for row in part[shown].itertuples(index=False)]
             lines += [""] + [f"- {n}" for n in _dataset_notes(dataset, part, score, ties, notes)]
             parts.append("\n".join(lines))

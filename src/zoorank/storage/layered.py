@@ -69,16 +69,14 @@ class LayeredStore:
 
     # ----------------------------------------------------------------- which layer holds a key
 
-    def _holder(self, key: str, *, deep: bool = True) -> ArrayStore:
-        """The first layer with a valid entry for ``key``; CacheMiss (of the writable store) if none.
-
-        A corrupt entry in the writable store raises as in one store only when no read-only layer
-        can serve the key (the stage then recomputes and replaces it)."""
+    def _first_layer(self, key: str, read):
+        """``read(layer)`` on the first layer that serves ``key``; the CacheMiss of the writable
+        store (or its CorruptEntry) if none does. A corrupt entry in a read-only layer is logged and
+        skipped (the stage then recomputes into the writable store)."""
         first_error: StoreError | None = None
         for layer in self.layers:
             try:
-                layer.verify(key, deep=deep)
-                return layer
+                return read(layer)
             except CacheMiss as e:
                 first_error = first_error or e
             except CorruptEntry as e:
@@ -88,20 +86,15 @@ class LayeredStore:
         assert first_error is not None
         raise first_error
 
+    def _holder(self, key: str, *, deep: bool = True) -> ArrayStore:
+        """The first layer with a valid entry for ``key``; CacheMiss (of the writable store) if none.
+
+        A corrupt entry in the writable store raises as in one store only when no read-only layer
+        can serve the key (the stage then recomputes and replaces it)."""
+        return self._first_layer(key, lambda layer: (layer.verify(key, deep=deep), layer)[1])
+
     def _record_holder(self, key: str) -> ArrayStore:
-        first_error: StoreError | None = None
-        for layer in self.layers:
-            try:
-                layer.get_record(key)
-                return layer
-            except CacheMiss as e:
-                first_error = first_error or e
-            except CorruptEntry as e:
-                if layer is not self.write_store:
-                    log.warning("read-only store %s: %s; skipping it", layer.root, e)
-                first_error = e if layer is self.write_store or first_error is None else first_error
-        assert first_error is not None
-        raise first_error
+        return self._first_layer(key, lambda layer: (layer.get_record(key), layer)[1])
 
     def layer_of(self, key: str) -> ArrayStore | None:
         """The layer that serves ``key`` (verified), or None."""
@@ -128,18 +121,7 @@ class LayeredStore:
         return any(layer.exists(key, deep=deep) for layer in self.layers)
 
     def get(self, key: str, **expect: Any):
-        first_error: StoreError | None = None
-        for layer in self.layers:
-            try:
-                return layer.get(key, **expect)
-            except CacheMiss as e:
-                first_error = first_error or e
-            except CorruptEntry as e:
-                if layer is not self.write_store:
-                    log.warning("read-only store %s: %s; skipping it", layer.root, e)
-                first_error = e if layer is self.write_store or first_error is None else first_error
-        assert first_error is not None
-        raise first_error
+        return self._first_layer(key, lambda layer: layer.get(key, **expect))
 
     def attrs(self, key: str) -> dict[str, Any]:
         return self._holder(key, deep=False).attrs(key)
