@@ -43,7 +43,7 @@ def test_weighted_tau_matches_definition_and_scipy(seed):
 
 
 def test_weighted_tau_published_ground_truth_order():
-    # CIFAR-10 fine-tuned accuracies from shared/docs/method.md; a perfect metric gets 1.
+    # CIFAR-10 fine-tuned accuracies published in the SFDA/ETran repositories (docs/science.md, "Published numbers"); a perfect metric gets 1.
     acc = [96.12, 96.28, 97.39, 97.53, 96.45, 96.77, 97.02, 92.59, 94.74, 95.54, 96.18]
     assert weighted_tau(acc, acc) == pytest.approx(1.0)
     assert weighted_tau(-np.asarray(acc), acc) == pytest.approx(-1.0)

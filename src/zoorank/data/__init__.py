@@ -7,7 +7,7 @@ low-data subsampling.
 ((8, 8, 3), 10)
 
 Fixed ids: see :func:`list_datasets` / :func:`dataset_info` (all install offline, see
-``shared/docs/offline-assets.md``); plus ``imagefolder:<path>`` and
+``docs/offline-assets.md``); plus ``imagefolder:<path>`` and
 ``torchvision:<Name>[:<split>]`` for user data.
 """
 from .base import LabelledImages, MissingAssetError

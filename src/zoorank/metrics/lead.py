@@ -16,7 +16,7 @@ Score of a backbone on a labelled target set (features ``Z`` (N, D), labels ``y`
    higher is better (the paper's loss is negated here).
 
 There is no official LEAD code and no public reference implementation to check against;
-this follows the paper (sections 3.3, 4.1, 5) and ``shared/docs/method.md``, and the tests
+this follows the paper (sections 3.3, 4.1, 5) and ``docs/science.md``, and the tests
 check each stage against an explicit computation (autograd Jacobian, explicit ridge
 solves, hand-computed Eq. 7). The three stages are public so that a pipeline can cache them
 (``lead_score(..., log_init=..., class_eigenvalues=...)`` skips the stages given).

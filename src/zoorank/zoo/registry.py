@@ -1,6 +1,6 @@
 """Model id -> (static config, builder), timm-style: adding a model is adding one entry.
 
-The 12 built-in backbones ship inside pip packages (``shared/docs/offline-assets.md``);
+The 12 built-in backbones ship inside pip packages (``docs/offline-assets.md``);
 their configs are static here, so :func:`get_config` never touches weights for them.
 General sources (``torchvision:<arch>``, ``timm:<name>``, ``local``) are built from a
 :class:`~zoorank.zoo.spec.ModelSpec`.
