@@ -376,6 +376,8 @@ def test_many_blocks_equal_one_block(name, monkeypatch):
     x, y, p = make_data(n=150, d=9, k=4, c=7, sep=1.0, seed=11)
     one = METRICS[name](x, y, p)
     monkeypatch.setattr(_blocked, "BLOCK_ELEMS", 64)
+    monkeypatch.setattr(_blocked, "GRAM_BLOCK_ELEMS", 64)
+    monkeypatch.setattr(_blocked, "MATMUL_BLOCK_ELEMS", 64)
     assert METRICS[name](x, y, p) == pytest.approx(one, rel=1e-12, abs=1e-14)
 
 

@@ -523,6 +523,8 @@ def test_many_blocks_equal_one_block(name, monkeypatch):
     one = _BLOCKED[name](x, y)
     moved = ped_move(x, y)
     monkeypatch.setattr(_blocked, "BLOCK_ELEMS", 64)
+    monkeypatch.setattr(_blocked, "GRAM_BLOCK_ELEMS", 64)
+    monkeypatch.setattr(_blocked, "MATMUL_BLOCK_ELEMS", 64)
     assert _BLOCKED[name](x, y) == pytest.approx(one, rel=1e-12)
     assert np.allclose(ped_move(x, y), moved, rtol=0, atol=1e-12)
 

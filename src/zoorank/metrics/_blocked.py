@@ -24,7 +24,9 @@ from typing import Callable
 import numpy as np
 from scipy.linalg.blas import dsyrk, ssyrk
 
-BLOCK_ELEMS = 1 << 21           # entries per block: 16 MiB in float64
+BLOCK_ELEMS = 1 << 16           # entries per streaming block: 512 KiB in float64 (stays in L2)
+MATMUL_BLOCK_ELEMS = 1 << 19    # blocks multiplied by BLAS (logits, F^T y): fewer calls, 4 MiB
+GRAM_BLOCK_ELEMS = 1 << 21      # entries per Gram block (>= 1,024 rows of 2,048): syrk needs tall blocks
 
 
 def row_blocks(n: int, width: int, block_elems: int | None = None):
@@ -40,21 +42,36 @@ def as64(block: np.ndarray) -> np.ndarray:
     return block.astype(np.float64, copy=False)
 
 
+def _buffer(workspace: dict | None, key: str, shape: tuple, dtype) -> np.ndarray:
+    """A (shape, dtype) array, taken from ``workspace`` when it holds a large enough one."""
+    size = int(np.prod(shape))
+    if workspace is not None:
+        have = workspace.get((key, np.dtype(dtype)))
+        if have is not None and have.size >= size:
+            return have[:size].reshape(shape)
+    out = np.empty(size, dtype=dtype)
+    if workspace is not None:
+        workspace[(key, np.dtype(dtype))] = out
+    return out.reshape(shape)
+
+
 def blocks64(x: np.ndarray, *, rows: np.ndarray | None = None, dtype=np.float64,
-             block_elems: int | None = None):
+             block_elems: int | None = None, workspace: dict | None = None):
     """Yield ``(start, stop, block)``: rows ``start:stop`` of ``x`` (or of ``x[rows]``)
     copied into one reused, private ``dtype`` buffer (the caller may modify it in place;
-    it is overwritten by the next block). Reusing one buffer instead of allocating a fresh
-    float64 block each time avoids first-touch page faults, which cost as much as the
-    arithmetic on these machines."""
+    it is overwritten by the next block). Small blocks in one reused buffer (and, with a
+    ``workspace`` dict, the same buffer across calls) avoid first-touch page faults, which
+    on these shared virtual machines cost more than the arithmetic (a fresh 24 MB buffer
+    took 0.3-0.6 s to fault in at load ~12)."""
     n_rows = x.shape[0] if rows is None else rows.shape[0]
     d = x.shape[1]
     ranges = row_blocks(n_rows, d, block_elems)
     if not ranges:
         return
     step = ranges[0][1] - ranges[0][0]
-    buf = np.empty((step, d), dtype=dtype)
-    gather = np.empty((step, d), dtype=x.dtype) if rows is not None and x.dtype != dtype else None
+    buf = _buffer(workspace, "block", (step, d), dtype)
+    gather = (_buffer(workspace, "gather", (step, d), x.dtype)
+              if rows is not None and x.dtype != dtype else None)
     for s, e in ranges:
         out = buf[: e - s]
         if rows is None:
@@ -113,7 +130,8 @@ def symmetrise_upper(c: np.ndarray) -> np.ndarray:
 
 def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None = None,
                  codes: np.ndarray | None = None, precision: str = "float64",
-                 row_sq: np.ndarray | None = None, symmetric: bool = True) -> np.ndarray:
+                 row_sq: np.ndarray | None = None, symmetric: bool = True,
+                 workspace: dict | None = None) -> np.ndarray:
     """``sum_i (x_i - c_i)(x_i - c_i)^T`` (D, D) float64 over ``rows`` (default all).
 
     ``center``: (D,) one centre for every row, or (K, D) with ``codes`` (N,) giving each
@@ -122,6 +140,8 @@ def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None =
     float64). ``row_sq``: optional (len(rows),) output receiving ``||x_i - c_i||^2``
     (float64), for the Ledoit-Wolf estimate. ``symmetric=False`` returns the upper
     triangle only (zeros below), enough for an upper Cholesky factorisation.
+    Blocks of ``GRAM_BLOCK_ELEMS`` entries (tall enough for syrk to run at GEMM speed);
+    ``workspace``: a dict reused across calls (e.g. one per class) to keep their buffers.
     """
     if precision not in ("float64", "float32"):
         raise ValueError(f"precision must be 'float64' or 'float32', got {precision!r}")
@@ -129,7 +149,8 @@ def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None =
     acc = np.zeros((d, d))
     dtype = np.float32 if precision == "float32" else np.float64
     centre = center.astype(dtype)
-    for s, e, blk in blocks64(x, rows=rows, dtype=dtype):
+    for s, e, blk in blocks64(x, rows=rows, dtype=dtype, block_elems=GRAM_BLOCK_ELEMS,
+                              workspace=workspace):
         if codes is None:
             blk -= centre
         else:
@@ -143,5 +164,8 @@ def centred_gram(x: np.ndarray, center: np.ndarray, *, rows: np.ndarray | None =
 def apply_rows(x: np.ndarray, fn: Callable[[np.ndarray, slice], np.ndarray]) -> np.ndarray:
     """``concatenate([fn(float64 x[s:e], slice(s, e)) for each block])``: a per-row result
     (e.g. logits reduced to one number per row) without an (N, D) float64 copy. ``fn``
-    must not keep its block (the buffer is reused)."""
-    return np.concatenate([fn(blk, slice(s, e)) for s, e, blk in blocks64(x)])
+    must not keep its block (the buffer is reused). Blocks of ``MATMUL_BLOCK_ELEMS``
+    entries: ``fn`` typically multiplies them by BLAS, whose per-call thread wake-ups make
+    many tiny products slow on a shared machine."""
+    return np.concatenate([fn(blk, slice(s, e))
+                           for s, e, blk in blocks64(x, block_elems=MATMUL_BLOCK_ELEMS)])

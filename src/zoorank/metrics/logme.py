@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from zoorank.metrics import _blocked
 from zoorank.metrics._blocked import as64, blocks64, centred_gram
 from zoorank.metrics.validation import check_features_labels, one_hot
 
@@ -58,7 +59,7 @@ def _spectrum(f: np.ndarray, y: np.ndarray, *, rank_tol: float | None, gram=None
             gram = centred_gram(f, np.zeros(d))
         if fty is None:
             fty = np.zeros((d, y.shape[1]))
-            for a, b, blk in blocks64(f):
+            for a, b, blk in blocks64(f, block_elems=_blocked.MATMUL_BLOCK_ELEMS):
                 fty += blk.T @ y[a:b]
         s, v = np.linalg.eigh(gram)                          # D x D
         proj = v.T @ fty                                     # diag(sqrt s) U^T y, (D, K)

@@ -75,7 +75,8 @@ def _ped_move_checked(x, codes, k, *, time_step, nsigma, exit_ratio, max_steps, 
     inv_s2 = 1.0 / scale ** 2
     for s, e, dev in blocks64(x):
         dev -= means_x[codes[s:e]]
-        sq += np.bincount(codes[s:e], weights=(dev * dev) @ inv_s2, minlength=k)
+        sq += np.bincount(codes[s:e], weights=np.einsum("ij,ij,j->i", dev, dev, inv_s2),
+                          minlength=k)
     radius = np.sqrt(sq / np.maximum(counts, 1))
     # Every step translates whole classes, so class variances (hence radii) never change and
     # class means move by exactly the applied displacement: the statistics the reference

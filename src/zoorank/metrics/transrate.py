@@ -92,11 +92,13 @@ def transrate_score(features, labels, *, eps: float = 1e-4, precision: str = "au
     bounds = np.cumsum(np.bincount(codes, minlength=chk.n_classes))[:-1]
     per_class = []
     total = np.zeros((d, d)) if d <= n else None
+    workspace: dict = {}                          # one set of block buffers for every class
     for rows in np.split(order, bounds):
         nk = rows.shape[0]
         gk = None
         if total is not None:                     # d x d class Gram (upper), summed into Z^T Z
-            gk = centred_gram(x, mu, rows=rows, precision=precision, symmetric=False)
+            gk = centred_gram(x, mu, rows=rows, precision=precision, symmetric=False,
+                              workspace=workspace)
             total += gk
         if gk is not None and 2 * nk >= d:        # its logdet, unless n_k x n_k is much smaller
             per_class.append(_logdet_identity_plus(gk, 1.0 / (nk * eps)))
