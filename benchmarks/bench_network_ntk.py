@@ -286,7 +286,7 @@ def write_report(path, rows, eng, rss, meta, args):
              "Extraction: `extract_features` (batch 64, native input size, no_grad) timed on "
              f"{args.extract_images} digits images, **extrapolated** per image x 50,000. NTK: "
              "`network_ntk_parts(params='all', feature_norm='none')` with the default engine and chunk "
-             "size (8) on K=10 classes x S images; where fewer than 640 images were run, the CPU time "
+             "size (`default_chunk_size`: 8 images at 224 px) on K=10 classes x S images; where fewer than 640 images were run, the CPU time "
              "is **extrapolated** to 640 as first chunk + (640 - 8) x the later chunks' CPU seconds per "
              "image (the first chunk carries the fixed costs: probe image, head init, the layer "
              "engine's check against autograd); the wall ratio is extrapolated linearly.", "",
@@ -303,6 +303,8 @@ def write_report(path, rows, eng, rss, meta, args):
                      f"| {100 * r['ratio_wall']:.1f}% | {r['engine']} "
                      f"| {r['lambda_mean']:.4g} | {100 * r['backbone_share']:.1f}% |")
     lines += ["", "Target: NTK <= 10% of extraction.", ""]
+    for note in meta.get("notes", []):
+        lines += [note, ""]
     if eng is not None:
         lines += [f"## Engines ({args.engine_model}, {eng['images']} images, backbone parameters, one run each)", "",
               "| engine | CPU s | wall s | vs layers (CPU) | max rel. diff. vs loop |", "|---|---|---|---|---|",

@@ -60,7 +60,8 @@ from zoorank.metrics.lead import (
 )
 from zoorank.metrics.validation import encode_labels
 
-__all__ = ["NetworkNTK", "network_ntk_eigenvalues", "network_ntk_parts", "select_ntk_samples"]
+__all__ = ["NetworkNTK", "default_chunk_size", "network_ntk_eigenvalues", "network_ntk_parts",
+           "select_ntk_samples"]
 
 _PARAMS = ("all", "backbone", "head")
 _METHODS = ("trace", "eig")
@@ -345,12 +346,25 @@ def _eig_means(net, load, idx, sel_codes, k, params, progress):
 
 
 # ----------------------------------------------------------------------------- public API
+_CHUNK_PIXELS = 8 * 224 * 224
+
+
+def default_chunk_size(image_shape) -> int:
+    """Images per chunk for images of ``image_shape`` (C, H, W): a fixed budget of
+    8 x 224 x 224 pixels (activation memory grows with the pixels), between 1 and 256."""
+    pixels = int(np.prod(image_shape[1:])) if len(image_shape) > 1 else 1
+    return int(max(1, min(256, _CHUNK_PIXELS // max(pixels, 1))))
+
+
 def _validate(params, method, engine, feature_norm, samples_per_class, chunk_size):
     _choice(params, _PARAMS, "params")
     _choice(method, _METHODS, "method")
     _choice(engine, _ENGINES, "engine")
     _choice(feature_norm, _FEATURE_NORMS, "feature_norm")
-    for arg, v in (("samples_per_class", samples_per_class), ("chunk_size", chunk_size)):
+    checks = [("samples_per_class", samples_per_class)]
+    if chunk_size is not None:
+        checks.append(("chunk_size", chunk_size))
+    for arg, v in checks:
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
             raise ValueError(f"{arg} must be a positive integer, got {v!r}")
 
@@ -358,7 +372,7 @@ def _validate(params, method, engine, feature_norm, samples_per_class, chunk_siz
 def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
                       params: str = "all", samples_per_class: int = 64,
                       head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS,
-                      feature_norm: str = "none", feature_stats=None, chunk_size: int = 8,
+                      feature_norm: str = "none", feature_stats=None, chunk_size: int | None = None,
                       engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                       random_state: int = 0, head_random_state: int | None = None, device="cpu",
                       dtype="float32", name: str | None = None,
@@ -376,7 +390,7 @@ def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
 def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels, *,
                             params: str = "all", samples_per_class: int = 64,
                             head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, method: str = "trace",
-                            feature_norm: str = "none", feature_stats=None, chunk_size: int = 8,
+                            feature_norm: str = "none", feature_stats=None, chunk_size: int | None = None,
                             engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                             random_state: int = 0, head_random_state: int | None = None,
                             device="cpu", dtype="float32", name: str | None = None,
@@ -409,8 +423,9 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
         the differentiated network), ``"standard"`` (``(f - mean) / std`` with
         ``feature_stats=(mean, std)`` computed by the caller over all N features).
     chunk_size: images per forward/backward (bounds memory; results do not depend on it beyond
-        rounding). The default 8 keeps vgg16bn_craft at 224 px under 3 GiB peak RSS on CPU
-        (``benchmarks/results/network_ntk.md``); on a GPU a larger chunk is faster. engine: ``"auto"`` | ``"layers"`` | ``"vmap"`` (module docstring).
+        rounding). ``None``: :func:`default_chunk_size`, 8 images at 224 x 224 (vgg16bn_craft
+        then peaks at 2.3 GiB RSS on CPU, ``benchmarks/results/network_ntk.md``), more for smaller
+        images, at most 256. engine: ``"auto"`` | ``"layers"`` | ``"vmap"`` (module docstring).
     name: the model's name in error messages (default ``backbone.config.model_id``).
     progress: ``progress(done, total)`` after each chunk.
     """
@@ -440,7 +455,10 @@ def _run(backbone, images, labels, *, params, samples_per_class, head_widths, me
     try:
         net = _Network(backbone, name, params != "head", tdtype, dev, feature_norm, feature_stats)
         with torch.no_grad():           # D from one image, then the head (lead.py's init)
-            probe = net.features(_prepare_batch(load(idx[:1]), name, tdtype, dev))
+            first = _prepare_batch(load(idx[:1]), name, tdtype, dev)
+            probe = net.features(first)
+        if chunk_size is None:
+            chunk_size = default_chunk_size(tuple(first.shape[1:]))
         dim = int(probe.shape[1])
         head_seed = random_state if head_random_state is None else head_random_state
         net.head = init_random_head(dim, k, head_widths, random_state=int(head_seed),
