@@ -11,7 +11,7 @@ setup-tests:
 	ZOORANK_SETUP_TESTS=1 bash scripts/setup.sh $(VENV)
 
 demo: setup
-	$(VENV)/bin/zoorank rank --zoo default --dataset emoji --per-class 10
+	$(VENV)/bin/zoorank rank --zoo results/ground_truth/zoo_80px.yaml --dataset emoji --per-class 10
 
 test: setup-tests
 	$(PY) -m pytest -q
