@@ -132,9 +132,9 @@ def run_pair_direct(store: ArrayStore, spec, dataset_id: str, subset: stages.Sub
     features = {"keys": asdict(keys), "result": asdict(feat)}
     svm = asdict(stages.ensure_svm_logits(store, keys, lead_params.svm, device=device))
     ntk = asdict(stages.ensure_ntk_eigenvalues(store, keys, lead_params.ntk, device=device))
-    scores = {}
+    scores, pair_inputs = {}, {}
     for m in metrics:
         lead_inputs = (svm["key"], ntk["key"]) if m == "lead" else None
         scores[m] = asdict(stages.ensure_score(store, m, keys, params=(metric_params or {}).get(m, {}),
-                                               lead_inputs=lead_inputs))
+                                               lead_inputs=lead_inputs, pair_inputs=pair_inputs))
     return collect_pair(model, dataset, features, [svm, ntk], scores)

@@ -132,15 +132,16 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     """Extract (or reuse) features, labels and source-task probabilities of ``images``.
 
     ``load_backbone`` is called only on a cache miss. The features entry is published last,
-    so its presence (verified) means the whole stage finished.
+    so its presence (verified) means the whole stage finished. The extractor (torch) is imported
+    only on a miss.
     """
-    from zoorank.extract import extract_features
-
     start = time.perf_counter()
     wanted = [keys.labels, keys.features] + ([keys.source_probs] if keys.source_probs else [])
     if all(store.exists(k) for k in wanted):
         _put_sample_ids(store, keys, images)
         return _timed("features", keys.features, True, start)
+    from zoorank.extract import extract_features
+
     backbone = load_backbone()
     result = extract_features(backbone, images, batch_size=batch_size, device=device,
                               num_workers=num_workers, with_outputs=keys.source_probs is not None,
@@ -161,11 +162,12 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     return _timed("features", keys.features, False, start, n=int(feats.shape[0]), dim=int(feats.shape[1]))
 
 
-def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute,
+def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute: str,
                 device: str | None = None) -> StageResult:
     """Where LEAD's cached stages compute is not part of their keys: the CPU and GPU paths run
     the same torch code and agree to float32 rounding (measured on an H100: LEAD score equal to
-    the CPU one to 5e-10), so one cache entry serves both."""
+    the CPU one to 5e-10), so one cache entry serves both. ``compute`` names the function of
+    :mod:`zoorank.metrics.lead`; that torch module is imported only on a cache miss."""
     start = time.perf_counter()
     params = dict(params)
     device = params.pop("device", None) or device or "cpu"
@@ -173,8 +175,10 @@ def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, 
                       params=params)
     if store.exists(key):
         return _timed(stage, key, True, start)
+    from zoorank.metrics import lead
+
     ids = store.get(keys.sample_ids) if keys.sample_ids is not None else None
-    value = compute(store.get(keys.features), store.get(keys.labels), **params, device=device,
+    value = getattr(lead, compute)(store.get(keys.features), store.get(keys.labels), **params, device=device,
                     sample_ids=ids)
     kill_point(stage)
     store.put(key, np.asarray(value, dtype=np.float64))
@@ -185,17 +189,13 @@ def ensure_svm_logits(store: ArrayStore, keys: FeatureKeys, params: dict | None 
                       device: str | None = None) -> StageResult:
     """LEAD stage 2: initial logits from a multi-class SVM (zoorank.metrics.lead.svm_logits),
     on ``device`` (the closed-form least-squares SVM is torch: a GPU when the pipeline has one)."""
-    from zoorank.metrics.lead import svm_logits
-
-    return _lead_stage(store, "svm_logits", keys, dict(params or {}), svm_logits, device)
+    return _lead_stage(store, "svm_logits", keys, dict(params or {}), "svm_logits", device)
 
 
 def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | None = None, *,
                            device: str | None = None) -> StageResult:
     """LEAD stages 3-5: per-class mean NTK eigenvalue of a random head (class_ntk_eigenvalues)."""
-    from zoorank.metrics.lead import class_ntk_eigenvalues
-
-    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), class_ntk_eigenvalues, device)
+    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), "class_ntk_eigenvalues", device)
 
 
 def score_key(spec: "metric_registry.Metric", upstream: dict, params: dict) -> str:
@@ -206,13 +206,15 @@ def score_key(spec: "metric_registry.Metric", upstream: dict, params: dict) -> s
 
 
 def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: dict | None = None,
-                 lead_inputs: tuple[str, str] | None = None) -> StageResult:
+                 lead_inputs: tuple[str, str] | None = None, pair_inputs: dict | None = None) -> StageResult:
     """Score one metric on cached inputs; the record holds ``{"score": x}`` or ``{"error": msg}``.
 
     A metric that fails on this pair is recorded as failed with its reason (and not retried
     until its inputs or parameters change); the other metrics go on. A metric that needs
     source-task probabilities is skipped (no work, ``info["skipped"]``) for a backbone without
-    a source-task head.
+    a source-task head. ``pair_inputs``: a dict shared by the calls for one pair; the arrays read
+    from the store and the statistics several metrics share (``metrics._shared.PairStats``) are
+    kept there, so they are read and computed once per pair, not once per metric.
     """
     start = time.perf_counter()
     spec = metric_registry.get_metric(metric)
@@ -227,13 +229,25 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
         return _timed("score", key, True, start, **store.get_record(key))
     except (CacheMiss, CorruptEntry):
         pass
-    inputs = {n: store.get(getattr(keys, n)) for n in ("source_probs", "sample_ids") if n in upstream}
+    shared = pair_inputs if pair_inputs is not None else {}
+
+    def read(name: str):
+        if name not in shared:
+            shared[name] = store.get(getattr(keys, name))
+        return shared[name]
+
+    features, labels = read("features"), read("labels")
+    inputs = {n: read(n) for n in ("source_probs", "sample_ids") if n in upstream}
+    if "stats" in spec.optional:
+        if "stats" not in shared:
+            from zoorank.metrics._shared import PairStats
+            shared["stats"] = PairStats(features, labels)
+        inputs["stats"] = shared["stats"]
     if "log_init" in upstream:
         inputs["log_init"] = store.get(lead_inputs[0])
         inputs["class_eigenvalues"] = store.get(lead_inputs[1])
     try:
-        value = {"score": metric_registry.score(metric, store.get(keys.features), store.get(keys.labels),
-                                                **inputs, **params)}
+        value = {"score": metric_registry.score(metric, features, labels, **inputs, **params)}
     except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:
         value = {"error": f"{type(exc).__name__}: {exc}"}
     kill_point("score")

@@ -138,3 +138,20 @@ def test_score_keys_follow_each_metrics_own_version():
     bumped = dataclasses.replace(lead, version=2)
     assert stages.score_key(bumped, up, params) != stages.score_key(lead, up, params)
     assert stages.score_key(logme, up, params) != stages.score_key(bumped, up, params)
+
+
+def test_a_pairs_metrics_share_one_read_and_one_covariance(tmp_path, images):
+    """Issue 17: LogME and both H-scores of one pair read the features once and compute the
+    centred covariance once (one PairStats memo in ``pair_inputs``); the scores equal the
+    metrics called one by one, and the sample identities are stored with the labels."""
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
+    stages.ensure_features(store, keys, lambda: MeanPool(), images)
+    np.testing.assert_array_equal(store.get(keys.sample_ids), images.rows)
+    shared: dict = {}
+    got = {m: stages.ensure_score(store, m, keys, pair_inputs=shared).info["score"]
+           for m in ("logme", "hscore", "reg_hscore")}
+    assert shared["stats"].computed.count("centred_cov") == 1
+    x, y = store.get(keys.features), store.get(keys.labels)
+    for m, value in got.items():
+        assert value == pytest.approx(stages.metric_registry.score(m, x, y), rel=1e-12)

@@ -85,6 +85,8 @@ def score(settings: Settings, metrics: list[str], features: dict, metric_params:
     store = _store(settings)
     keys = stages.FeatureKeys(**features["keys"])
     lead_inputs = (svm["key"], ntk["key"]) if svm and ntk else None
+    pair_inputs: dict = {}          # arrays read and statistics shared once for the pair's metrics
     return {m: _report(features, stages.ensure_score(store, m, keys, params=metric_params.get(m, {}),
-                                                     lead_inputs=lead_inputs if m == "lead" else None), m)
+                                                     lead_inputs=lead_inputs if m == "lead" else None,
+                                                     pair_inputs=pair_inputs), m)
             for m in metrics}
