@@ -1,15 +1,21 @@
-"""Python API: ``zoorank.rank(zoo, dataset, ...)`` -> pandas DataFrame (one row per pair)."""
+"""Python API: ``zoorank.rank(zoo, dataset, ...)`` -> pandas DataFrame (one row per pair).
+
+Importing this module is cheap (no pandas, numpy, torch or Prefect at the top): the CLI's
+``--per-class`` check (:func:`normalise_per_class`) imports it while parsing arguments.
+"""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 import dataclasses
 from pathlib import Path
-from typing import Iterable
-
-import pandas as pd
+from typing import TYPE_CHECKING, Iterable
 
 from zoorank.config import Settings, apply_offline_defaults
-from zoorank.stages import LeadParams, SubsetSpec
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from zoorank.stages import LeadParams
 
 
 def resolve_specs(zoo) -> list:
@@ -121,6 +127,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     """
     from zoorank import pipeline, progress
     from zoorank.ranking import pairs_from_cache, subset_notes
+    from zoorank.stages import LeadParams, SubsetSpec
     from zoorank.storage.layered import open_store
 
     settings = settings or Settings.from_env()
@@ -173,6 +180,8 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
                               batch_size, data_root, track, new_run, zoo_label)
         finally:
             progress.stop()
+    import pandas as pd
+
     from zoorank.reporting.ties import TieSet
 
     table = pd.DataFrame(result["table"])

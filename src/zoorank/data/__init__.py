@@ -10,11 +10,21 @@ Fixed ids: see :func:`list_datasets` / :func:`dataset_info` (all install offline
 ``docs/offline-assets.md``); plus ``imagefolder:<path>`` and
 ``torchvision:<Name>[:<split>]`` for user data.
 """
-from .base import LabelledImages, MissingAssetError
-from .images import (DecompressionBombError, ImageDecodeError, ImageSkippedWarning, decode_image, scan_images,
-                     to_rgb)
-from .registry import DatasetInfo, dataset_info, list_datasets, load_dataset
-from .splits import cap_per_class, low_data_subsets, stratified_split, subsample_per_class
+from __future__ import annotations
+
+from zoorank.lazy_exports import lazy_exports
+
+# Names -> the submodule defining them, imported on first use (PEP 562 module __getattr__):
+# ``zoorank.data.splits`` (numpy only) loads without the image decoders (PIL) and the registry.
+_LAZY = {
+    "LabelledImages": ".base", "MissingAssetError": ".base",
+    "DecompressionBombError": ".images", "ImageDecodeError": ".images", "ImageSkippedWarning": ".images",
+    "decode_image": ".images", "scan_images": ".images", "to_rgb": ".images",
+    "DatasetInfo": ".registry", "dataset_info": ".registry", "list_datasets": ".registry",
+    "load_dataset": ".registry",
+    "cap_per_class": ".splits", "low_data_subsets": ".splits", "stratified_split": ".splits",
+    "subsample_per_class": ".splits",
+}
 
 __all__ = [
     "LabelledImages", "MissingAssetError", "DatasetInfo",
@@ -23,3 +33,6 @@ __all__ = [
     "decode_image", "to_rgb", "scan_images",
     "ImageDecodeError", "DecompressionBombError", "ImageSkippedWarning",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

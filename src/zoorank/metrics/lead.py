@@ -139,6 +139,17 @@ import numpy as np
 import torch
 
 from zoorank.metrics._common import _splitmix64, sample_keys
+from zoorank.metrics.lead_evolution import (  # noqa: F401  (Eq. 7, torch-free; re-exported here)
+    _EIGEN_SCALES,
+    _LOG_FLOOR,
+    _choice,
+    _evolve,
+    _log_softmax,
+    _scaled_rates,
+    check_eigenvalues,
+    evolve_logits,
+    image_log_likelihoods,
+)
 from zoorank.metrics.validation import (
     Checked,
     check_features_labels,
@@ -153,8 +164,6 @@ _SVMS = ("ls_ovr", "linear_ovr", "linear_crammer_singer")
 _NORMALISATIONS = ("platt", "softmax", "temperature")
 _FEATURE_NORMS = ("standard", "l2", "none")
 _NTK_METHODS = ("trace", "eig")
-_EIGEN_SCALES = ("mean", "max", "none")
-_LOG_FLOOR = 1e-12
 
 # salts that derive independent per-purpose keys from one row hash
 _SALT_FOLDS = np.uint64(0x9E3779B97F4A7C15)
@@ -163,12 +172,6 @@ _SALT_NTK = np.uint64(0x8CB92BA72F3D8DD7)
 
 
 # ----------------------------------------------------------------------------- helpers
-def _choice(value, options, name):
-    if value not in options:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, options))}, got {value!r}")
-    return value
-
-
 def resolve_dtype(dtype) -> torch.dtype:
     """``"float32"``/``"float64"`` (or the torch dtypes) -> torch dtype."""
     table = {"float32": torch.float32, "float64": torch.float64,
@@ -428,11 +431,6 @@ def _softmax(z: np.ndarray) -> np.ndarray:
     return e / e.sum(axis=1, keepdims=True)
 
 
-def _log_softmax(z: np.ndarray) -> np.ndarray:
-    z = z - z.max(axis=1, keepdims=True)
-    return z - np.log(np.exp(z).sum(axis=1, keepdims=True))
-
-
 def _temperature_probabilities(scores: np.ndarray, codes: np.ndarray) -> np.ndarray:
     """Softmax of ``beta * scores`` with ``beta`` minimising the NLL (convex in beta)."""
     from scipy.optimize import minimize_scalar
@@ -672,58 +670,6 @@ def class_ntk_eigenvalues(features, labels, samples_per_class: int = 64,
 
 
 # ----------------------------------------------------------------------------- stage 3: Eq. 7
-def check_eigenvalues(eigenvalues, n_classes: int, *, name: str = "eigenvalues") -> np.ndarray:
-    """(K,) positive finite float64."""
-    ev = np.asarray(eigenvalues)
-    if ev.dtype.kind not in "fiu":
-        raise ValueError(f"{name} must be numeric, got dtype {ev.dtype}")
-    ev = ev.astype(np.float64)
-    if ev.shape != (n_classes,):
-        raise ValueError(f"{name} must have shape ({n_classes},) (one per class), got {ev.shape}")
-    if not np.all(np.isfinite(ev)) or np.any(ev <= 0):
-        raise ValueError(f"{name} must be positive and finite, got min {np.nanmin(ev)!r}")
-    return ev
-
-
-def _scaled_rates(ev: np.ndarray, eigenvalue_scale: str) -> np.ndarray:
-    _choice(eigenvalue_scale, _EIGEN_SCALES, "eigenvalue_scale")
-    if eigenvalue_scale == "mean":
-        return ev / ev.mean()
-    if eigenvalue_scale == "max":
-        return ev / ev.max()
-    return ev
-
-
-def _evolve(log_init: np.ndarray, codes: np.ndarray, ev: np.ndarray, eta_t: float,
-            eigenvalue_scale: str) -> np.ndarray:
-    if not (isinstance(eta_t, (int, float, np.floating, np.integer)) and eta_t >= 0):
-        raise ValueError(f"eta_t must be a non-negative number (inf allowed), got {eta_t!r}")
-    rate = _scaled_rates(ev, eigenvalue_scale)
-    with np.errstate(invalid="ignore"):
-        keep = np.exp(-float(eta_t) * rate)            # weight of log_init, per class
-    keep = np.nan_to_num(keep, nan=0.0)                # inf * 0 cannot happen (rate > 0)
-    w = keep[codes][:, None]
-    return (1.0 - w) * one_hot(codes, log_init.shape[1]) + w * log_init
-
-
-def evolve_logits(log_init, labels, eigenvalues, eta_t: float = 1.0, *,
-                  eigenvalue_scale: str = "mean") -> np.ndarray:
-    """LEAD Eq. 7 (Hu et al., CVPR 2024): for a sample of class k with one-hot y,
-    ``F = (1 - exp(-eta_t * lambda_k')) * y + exp(-eta_t * lambda_k') * log_init`` with
-    ``lambda' = lambda / mean(lambda)`` (``eigenvalue_scale="mean"``), ``/ max`` or
-    unscaled (``"none"``). ``eta_t`` is the paper's eta * t. ``eta_t=0`` returns
-    ``log_init``, ``eta_t=inf`` the one-hot labels. Columns of ``log_init`` and entries of
-    ``eigenvalues`` follow the sorted unique labels.
-    """
-    codes, classes = encode_labels(labels)
-    k = len(classes)
-    li = check_matrix(log_init, name="log_init", n_rows=codes.shape[0])
-    if li.shape[1] != k:
-        raise ValueError(f"log_init has {li.shape[1]} columns but labels has {k} classes")
-    ev = check_eigenvalues(eigenvalues, k)
-    return _evolve(li, codes, ev, eta_t, eigenvalue_scale)
-
-
 # ----------------------------------------------------------------------------- score
 def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t: float = 1.0,
                eigenvalue_scale: str = "mean", apply_softmax: bool = False,
@@ -767,9 +713,4 @@ def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t
     else:
         ev = check_eigenvalues(class_eigenvalues, k, name="class_eigenvalues")
     final = _evolve(li, chk.labels, ev, eta_t, eigenvalue_scale)
-    rows = np.arange(n)
-    if apply_softmax:
-        ce = -_log_softmax(final)[rows, chk.labels]
-    else:
-        ce = -np.log(np.maximum(final[rows, chk.labels], _LOG_FLOOR))
-    return float(-ce.mean())
+    return float(image_log_likelihoods(final, chk.labels, apply_softmax=apply_softmax).mean())

@@ -85,14 +85,11 @@ def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, t
 def lead_image_scores(log_init, labels, class_eigenvalues, *, eta_t: float = 1.0,
                       eigenvalue_scale: str = "mean", apply_softmax: bool = False) -> np.ndarray:
     """Per-image LEAD score ``-CE(F(x_i), y_i)`` (Eq. 7 of Hu et al., CVPR 2024, via
-    :func:`zoorank.metrics.lead.evolve_logits`); its mean is ``lead_score`` with the same cached
-    inputs and parameters (checked in ``tests/unit/test_ties.py``)."""
-    from zoorank.metrics.lead import _LOG_FLOOR, _log_softmax, evolve_logits
+    :func:`zoorank.metrics.lead_evolution.evolve_logits`, torch-free); its mean is ``lead_score``
+    with the same cached inputs and parameters (checked in ``tests/unit/test_ties.py``)."""
+    from zoorank.metrics.lead_evolution import evolve_logits, image_log_likelihoods
     from zoorank.metrics.validation import encode_labels
 
     codes, _ = encode_labels(labels)
     final = evolve_logits(log_init, labels, class_eigenvalues, eta_t, eigenvalue_scale=eigenvalue_scale)
-    rows = np.arange(codes.shape[0])
-    if apply_softmax:
-        return _log_softmax(final)[rows, codes]
-    return np.log(np.maximum(final[rows, codes], _LOG_FLOOR))
+    return image_log_likelihoods(final, codes, apply_softmax=apply_softmax)

@@ -8,10 +8,20 @@ Public API::
     get_config(model_id) -> ModelConfig # without loading weights for built-ins
     load_zoo(path_or_"default") -> list[ModelSpec]
 """
-from .backbone import Backbone
-from .registry import BUILTINS, get_config, list_models, load_model
-from .spec import ModelConfig, ModelSpec, load_zoo, parse_zoo, spec_from_mapping
-from .weights import MissingPackageError
+from __future__ import annotations
+
+from zoorank.lazy_exports import lazy_exports
+
+# Names -> the submodule defining them, imported on first use (PEP 562 module __getattr__), so
+# that ``zoorank.zoo.spec`` / ``zoorank.zoo.registry`` (model configs, zoo files) load without
+# torch: only building a backbone (``Backbone``, ``load_model``, ``MissingPackageError``) brings it in.
+_LAZY = {
+    "Backbone": ".backbone",
+    "BUILTINS": ".registry", "get_config": ".registry", "list_models": ".registry", "load_model": ".registry",
+    "ModelConfig": ".spec", "ModelSpec": ".spec", "load_zoo": ".spec", "parse_zoo": ".spec",
+    "spec_from_mapping": ".spec",
+    "MissingPackageError": ".weights",
+}
 
 __all__ = [
     "Backbone",
@@ -26,3 +36,6 @@ __all__ = [
     "parse_zoo",
     "spec_from_mapping",
 ]
+
+
+__getattr__, __dir__ = lazy_exports(__name__, _LAZY, __all__)

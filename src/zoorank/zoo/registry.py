@@ -11,11 +11,14 @@ import difflib
 import importlib
 import os
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-import torch
-
-from .backbone import Backbone
 from .spec import ModelConfig, ModelSpec, resolve_spec_path, spec_from_mapping, with_overrides
+
+if TYPE_CHECKING:  # torch only where a backbone is built (zoorank.zoo.backbones), not for configs
+    import torch
+
+    from .backbone import Backbone
 
 __all__ = ["BUILTINS", "Builtin", "list_models", "get_config", "load_model",
            "unknown_model_error"]
