@@ -155,7 +155,6 @@ from zoorank.metrics.validation import (
     check_features_labels,
     check_matrix,
     check_probabilities,
-    encode_labels,
     one_hot,
 )
 
