@@ -69,15 +69,7 @@ NEEDS_PROBS = {"leep", "nce"}
 
 
 # ----------------------------------------------------------------------------- child side
-def _proc_status_mib(field: str) -> float | None:
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith(field + ":"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    return None
+from bench_metrics import _proc_status_mib  # noqa: E402  (this folder is on sys.path when run as a script)
 
 
 def _load_by_path(name: str, path: Path) -> types.ModuleType:
