@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from zoorank.metrics.evaluation import (evaluate_ranking, kendall_tau, pearson, top_k_regret,
+from zoorank.metrics.evaluation import (bootstrap_mean_ci, evaluate_ranking, kendall_tau,
+                                        paired_bootstrap_difference, pearson, top_k_regret,
                                         weighted_tau)
 
 
@@ -91,3 +92,93 @@ def test_evaluate_ranking_keys_and_perfect_metric():
 def test_bad_input(scores, acc, msg):
     with pytest.raises(ValueError, match=msg):
         weighted_tau(scores, acc)
+
+
+# --- bootstrap over datasets ----------------------------------------------------------------------
+
+def exact_bootstrap_quantile(values, q):
+    """The q-quantile of the exact bootstrap distribution of the mean, by enumerating all n^n
+    resamples (small n only), together with the distance of q from the nearest CDF step."""
+    import itertools
+    v = np.asarray(values, float)
+    means = np.sort([v[list(idx)].mean() for idx in itertools.product(range(v.size), repeat=v.size)])
+    support, counts = np.unique(np.round(means, 12), return_counts=True)
+    cdf = np.cumsum(counts) / counts.sum()
+    k = int(np.searchsorted(cdf, q))
+    return support[k], float(np.min(np.abs(cdf - q)))
+
+
+def test_bootstrap_ci_of_constant_values_is_the_value():
+    out = bootstrap_mean_ci([0.7, 0.7, 0.7, 0.7])
+    assert out["mean"] == pytest.approx(0.7) and out["n"] == 4
+    assert out["lo"] == pytest.approx(0.7, abs=1e-12) and out["hi"] == pytest.approx(0.7, abs=1e-12)
+
+
+def test_bootstrap_ci_two_values_hand_computed():
+    # resample means of [0, 1]: 0 (1/4), 0.5 (1/2), 1 (1/4): the 5% and 95% quantiles are 0 and 1
+    out = bootstrap_mean_ci([0.0, 1.0], level=0.9, n_boot=20_000)
+    assert (out["mean"], out["lo"], out["hi"]) == (0.5, 0.0, 1.0)
+    # an 40% interval lies inside the central mass 0.5
+    mid = bootstrap_mean_ci([0.0, 1.0], level=0.4, n_boot=20_000)
+    assert (mid["lo"], mid["hi"]) == (0.5, 0.5)
+
+
+@pytest.mark.parametrize("values", [[0.0, 1.0, 5.0], [0.0, 0.1, 0.5, 1.0]])
+def test_bootstrap_ci_matches_exact_enumeration(values):
+    out = bootstrap_mean_ci(values, level=0.9, n_boot=40_000, seed=3)
+    for q, got in ((0.05, out["lo"]), (0.95, out["hi"])):
+        exact, margin = exact_bootstrap_quantile(values, q)
+        # the Monte-Carlo quantile falls on the exact step when q is > 6 binomial SDs from a step
+        assert margin > 6 * math.sqrt(q * (1 - q) / 40_000)
+        assert got == pytest.approx(exact, abs=1e-12)
+
+
+def test_bootstrap_one_dataset_is_a_point_and_seed_is_reproducible():
+    assert bootstrap_mean_ci([0.3]) == {"mean": 0.3, "lo": 0.3, "hi": 0.3, "n": 1}
+    assert bootstrap_mean_ci([0.1, 0.5, 0.2], seed=7) == bootstrap_mean_ci([0.1, 0.5, 0.2], seed=7)
+
+
+def test_paired_difference_cancels_what_datasets_share():
+    rng = np.random.default_rng(0)
+    b = rng.uniform(-1, 1, size=8)           # datasets differ wildly in difficulty ...
+    a = b + 0.1                               # ... but a beats b by 0.1 on every one
+    out = paired_bootstrap_difference(a, b)
+    assert out["diff"] == pytest.approx(0.1)
+    assert out["lo"] == pytest.approx(0.1, abs=1e-12) and out["hi"] == pytest.approx(0.1, abs=1e-12)
+    assert out["p_not_better"] == 0.0 and out["n"] == 8
+    # each method's own interval is wide: pairing is what makes the difference certain
+    alone = bootstrap_mean_ci(a)
+    assert alone["hi"] - alone["lo"] > 0.3
+
+
+def test_paired_difference_is_antisymmetric_and_equals_bootstrap_of_differences():
+    a = [0.8, 0.5, 0.9, 0.4, 0.6]
+    b = [0.7, 0.6, 0.5, 0.45, 0.2]
+    ab = paired_bootstrap_difference(a, b, seed=11)
+    ba = paired_bootstrap_difference(b, a, seed=11)
+    assert ba["diff"] == pytest.approx(-ab["diff"])
+    assert ba["lo"] == pytest.approx(-ab["hi"], abs=1e-12) and ba["hi"] == pytest.approx(-ab["lo"], abs=1e-12)
+    d = bootstrap_mean_ci(np.subtract(a, b), seed=11)
+    assert (ab["lo"], ab["hi"]) == pytest.approx((d["lo"], d["hi"]), abs=1e-12)
+    # hand-computed: differences 0.1, -0.1, 0.4, -0.05, 0.4; mean 0.15
+    assert ab["diff"] == pytest.approx(0.15)
+    assert 0.0 < ab["p_not_better"] < 0.5
+
+
+@pytest.mark.parametrize("call, msg", [
+    (lambda: bootstrap_mean_ci([]), "empty"),
+    (lambda: bootstrap_mean_ci([0.1, np.nan]), "finite"),
+    (lambda: bootstrap_mean_ci([0.1, 0.2], level=1.0), "level"),
+    (lambda: bootstrap_mean_ci([0.1, 0.2], n_boot=0), "n_boot"),
+    (lambda: paired_bootstrap_difference([0.1, 0.2], [0.1]), "one entry per dataset"),
+])
+def test_bootstrap_bad_input(call, msg):
+    with pytest.raises(ValueError, match=msg):
+        call()
+
+
+def test_top3_regret_hand_computed_with_tied_scores():
+    acc = [0.50, 0.90, 0.70, 0.60, 0.80]
+    scores = [3.0, 1.0, 3.0, 3.0, 2.0]      # a three-way tie at the top: model order breaks it
+    assert top_k_regret(scores, acc, 1) == pytest.approx(0.40)   # model 0
+    assert top_k_regret(scores, acc, 3) == pytest.approx(0.20)   # models 0, 2, 3 -> best 0.70

@@ -5,7 +5,11 @@
   1/(r+1), rank=True: weights from the decreasing-order ranks of both arguments, averaged);
 - plain Kendall tau-b, Pearson correlation;
 - top-k regret: accuracy lost by fine-tuning the best of the metric's top-k models instead
-  of the best model overall, ``max(acc) - max(acc[top_k(scores)])`` (in accuracy units).
+  of the best model overall, ``max(acc) - max(acc[top_k(scores)])`` (in accuracy units);
+- over datasets: the percentile bootstrap confidence interval of a method's mean (e.g. of its
+  per-dataset weighted tau; Efron & Tibshirani 1993, ch. 13) and the paired bootstrap of the
+  difference between two methods on the same datasets (resampling datasets, both methods
+  together, so what the datasets share cancels).
 """
 from __future__ import annotations
 
@@ -60,6 +64,58 @@ def top_k_regret(scores, accuracies, k: int = 1) -> float:
         raise ValueError(f"k must be in 1..{s.size}, got {k}")
     top = np.argsort(-s, kind="stable")[:k]
     return float(a.max() - a[top].max())
+
+
+def _per_dataset(values, name: str = "values") -> np.ndarray:
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    if v.size == 0:
+        raise ValueError(f"{name} is empty: a bootstrap over datasets needs at least one dataset")
+    if not np.all(np.isfinite(v)):
+        raise ValueError(f"{name} must be finite (one value per dataset; drop datasets a method could not rank)")
+    return v
+
+
+def _resample_means(v: np.ndarray, n_boot: int, seed) -> np.ndarray:
+    """Means of ``n_boot`` resamples (with replacement, of the same size) of ``v``."""
+    if n_boot < 1:
+        raise ValueError(f"n_boot must be >= 1, got {n_boot}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(n_boot, v.size))
+    return v[idx].mean(axis=1)
+
+
+def _interval(draws: np.ndarray, level: float) -> tuple[float, float]:
+    if not 0.0 < level < 1.0:
+        raise ValueError(f"level must be in (0, 1), got {level}")
+    lo, hi = np.quantile(draws, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return float(lo), float(hi)
+
+
+def bootstrap_mean_ci(values, *, level: float = 0.9, n_boot: int = 10_000, seed=0) -> dict[str, float]:
+    """Percentile bootstrap CI of the mean of per-dataset values (e.g. a method's weighted tau on
+    each dataset): resample the datasets with replacement ``n_boot`` times. Returns ``mean``,
+    ``lo``, ``hi``, ``n`` (datasets). With one dataset the interval is the value itself: the
+    bootstrap cannot see the spread across datasets it does not have."""
+    v = _per_dataset(values)
+    lo, hi = _interval(_resample_means(v, n_boot, seed), level)
+    return {"mean": float(v.mean()), "lo": lo, "hi": hi, "n": int(v.size)}
+
+
+def paired_bootstrap_difference(values_a, values_b, *, level: float = 0.9, n_boot: int = 10_000,
+                                seed=0) -> dict[str, float]:
+    """Paired bootstrap of ``mean(a) - mean(b)`` over datasets (``a[i]``, ``b[i]``: two methods on
+    dataset ``i``): each resample draws datasets and takes both methods' values on them. Returns
+    ``diff`` (observed), ``lo``, ``hi`` (percentile CI at ``level``), ``p_not_better`` (share of
+    resamples with a difference <= 0: a one-sided bootstrap p-value for "a beats b") and ``n``."""
+    a = _per_dataset(values_a, "values_a")
+    b = _per_dataset(values_b, "values_b")
+    if a.shape != b.shape:
+        raise ValueError(f"paired values need one entry per dataset for both methods: "
+                         f"{a.size} against {b.size}")
+    draws = _resample_means(a - b, n_boot, seed)
+    lo, hi = _interval(draws, level)
+    return {"diff": float((a - b).mean()), "lo": lo, "hi": hi,
+            "p_not_better": float(np.mean(draws <= 0.0)), "n": int(a.size)}
 
 
 def evaluate_ranking(scores, accuracies) -> dict[str, float]:

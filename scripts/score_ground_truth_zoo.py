@@ -1,0 +1,138 @@
+"""Every metric's score for every (model, dataset) pair of the shipped ground truth's zoo (issue 15).
+
+Runs the public CLI once per dataset, the same way a user would:
+
+    zoorank rank --zoo results/ground_truth/zoo_80px.yaml --dataset D --per-class 40 \
+        --all-metrics --no-track --csv <tmp> --home <home>
+
+and writes ``results/ground_truth/metric_scores.csv`` in long form (``model, dataset, metric,
+score``) under ``#`` header lines naming the commands, the package versions and the per-metric
+code versions. The learner of the combined ranking (zoorank.metrics.combine) fits on these scores
+against the ground truth's accuracies; benchmarks/bench_combined.py reads them.
+
+The file is rewritten after each dataset (atomically), so a partial run leaves the datasets it
+finished. Use a home of its own (default /work/h15home), never the ground-truth job's.
+
+    .venv/bin/python scripts/score_ground_truth_zoo.py [--home DIR] [--per-class 40] [--dataset D ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pandas as pd
+
+ROOT = Path(__file__).resolve().parents[1]
+DATASETS = ("digits", "mnist5k", "fashion_mnist", "animal_mnist", "emoji", "openclipart")
+ZOO = "results/ground_truth/zoo_80px.yaml"
+OUT = ROOT / "results" / "ground_truth" / "metric_scores.csv"
+
+
+def metric_names(zoorank: str) -> list[str]:
+    """The registered metrics, as ``zoorank list metrics`` prints them (first word of each line)."""
+    proc, _ = run_with_retries([zoorank, "list", "metrics"], 3)
+    if proc.returncode != 0:
+        raise SystemExit(f"score_ground_truth_zoo: `zoorank list metrics` failed:\n{proc.stderr[-2000:]}")
+    out = proc.stdout
+    return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+
+def rank_command(zoorank: str, dataset: str, per_class: int, home: str, csv: str) -> list[str]:
+    return [zoorank, "rank", "--zoo", ZOO, "--dataset", dataset, "--per-class", str(per_class),
+            "--all-metrics", "--no-track", "--format", "csv", "--csv", csv, "--home", home]
+
+
+def run_with_retries(cmd: list[str], retries: int):
+    """Run ``cmd`` in the repository root; on failure wait a minute and retry (a checkout being
+    edited can fail to import for a moment). Returns (completed process, seconds of the last try)."""
+    for attempt in range(retries + 1):
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        took = time.perf_counter() - t0
+        if proc.returncode == 0 or attempt == retries:
+            return proc, took
+        print(f"score_ground_truth_zoo: attempt {attempt + 1} failed (exit {proc.returncode}), retrying in 60 s:\n"
+              f"{proc.stderr[-800:]}", file=sys.stderr)
+        time.sleep(60)
+
+
+def long_form(table: pd.DataFrame, dataset: str, metrics: list[str]) -> pd.DataFrame:
+    """(model, dataset, metric, score) rows of one ranking table (one row per model)."""
+    cols = [m for m in metrics if m in table.columns]
+    if not cols:
+        raise ValueError(f"the ranking table of {dataset} has none of the metric columns {metrics}: "
+                         f"columns are {list(table.columns)}")
+    part = table[["model", *cols]].melt(id_vars="model", var_name="metric", value_name="score")
+    part.insert(1, "dataset", dataset)
+    return part
+
+
+def versions() -> str:
+    names = ("zoorank", "torch", "numpy", "scipy", "scikit-learn")
+    out = []
+    for n in names:
+        try:
+            out.append(f"{n} {metadata.version(n)}")
+        except metadata.PackageNotFoundError:
+            pass
+    return ", ".join(out)
+
+
+def write(rows: pd.DataFrame, header: list[str], path: Path = OUT) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        for line in header:
+            fh.write(f"# {line}\n")
+        rows.to_csv(fh, index=False, float_format="%.10g")
+    os.chmod(tmp, 0o644)
+    os.replace(tmp, path)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--home", default="/work/h15home", help="zoorank home of this run (never the ground truth's)")
+    ap.add_argument("--per-class", type=int, default=40)
+    ap.add_argument("--dataset", action="append", help=f"default: {' '.join(DATASETS)}")
+    ap.add_argument("--out", default=str(OUT))
+    ap.add_argument("--retries", type=int, default=3, help="retries of a failed dataset (a minute apart)")
+    args = ap.parse_args(argv)
+    zoorank = str(Path(sys.executable).with_name("zoorank"))
+    metrics = metric_names(zoorank)
+    datasets = args.dataset or list(DATASETS)
+    out = Path(args.out)
+    done: list[pd.DataFrame] = []
+    commands: list[str] = []
+    for d in datasets:
+        with tempfile.TemporaryDirectory() as tmp:
+            csv = os.path.join(tmp, f"{d}.csv")
+            cmd = rank_command(zoorank, d, args.per_class, args.home, csv)
+            proc, took = run_with_retries(cmd, args.retries)
+            if proc.returncode != 0:
+                print(f"score_ground_truth_zoo: {d} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}",
+                      file=sys.stderr)
+                continue
+            done.append(long_form(pd.read_csv(csv), d, metrics))
+        commands.append(" ".join(["zoorank", *cmd[1:-4], "--home", "<home>"]) + f"   # {took:.0f} s wall")
+        print(f"score_ground_truth_zoo: {d} scored in {took:.0f} s", file=sys.stderr)
+        header = [
+            "Metric scores of every (model, dataset) pair of the shipped ground truth's zoo (issue 15):",
+            f"  written by scripts/score_ground_truth_zoo.py; the scored images are at most {args.per_class} per class",
+            "  of the ranking's train split (zoorank rank's default stratified split, seed 0), the number of",
+            "  training images per class of the ground truth's trials (their own split: docs/ground_truth.md).",
+            f"Versions: {versions()}",
+            f"Datasets: {', '.join(sorted(set(pd.concat(done)['dataset'])))}",
+            "Commands:", *[f"  {c}" for c in commands],
+        ]
+        write(pd.concat(done, ignore_index=True), header, out)
+    return 0 if len(done) == len(datasets) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
