@@ -12,7 +12,7 @@ For every (model, dataset) it times, on the same ``--n`` images (seeded, class-b
   already on the device at the model's input size (the floor: what the network costs);
 * ``loader``: the extractor's input path alone (DataLoader of uint8 batches, decode/render,
   host-to-device copy, uint8 -> float, resize) with no model;
-* ``extract``: ``zoorank.extract.extract_features`` end to end.
+* ``extract``: ``zoorank.compute.extract.extract_features`` end to end.
 
 and prints one JSON line with images/s of each and ``overhead_ratio`` = extract time /
 forward time (1.0 = the data path is completely hidden or free). Timings are medians of
@@ -35,7 +35,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from zoorank.data import load_dataset  # noqa: E402
-from zoorank.extract import UInt8Batches, default_num_workers, extract_features, to_model_input  # noqa: E402
+from zoorank.compute.extract import UInt8Batches, default_num_workers, extract_features, to_model_input  # noqa: E402
 from zoorank.zoo import load_model  # noqa: E402
 
 
@@ -145,7 +145,7 @@ def main(argv=None) -> int:
     p.add_argument("--n", type=int, default=None, help="images per run (default 192 on CPU, 8192 on CUDA)")
     p.add_argument("--batch-size", type=int, default=None, help="default 64 on CPU, 256 on CUDA")
     p.add_argument("--num-workers", type=int, default=None,
-                   help="default: zoorank.extract.default_num_workers (0 on CPU and for in-memory data)")
+                   help="default: zoorank.compute.extract.default_num_workers (0 on CPU and for in-memory data)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--autocast", action="store_true")
     p.add_argument("--channels-last", action="store_true")

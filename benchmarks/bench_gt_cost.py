@@ -64,7 +64,7 @@ def main(argv=None) -> int:
     import torch
     from threadpoolctl import threadpool_limits
 
-    from zoorank.finetune import CPU_GRID, CPU_SEEDS, Budget, eval_points
+    from zoorank.compute.finetune import CPU_GRID, CPU_SEEDS, Budget, eval_points
     from zoorank.zoo import load_zoo
 
     torch.set_num_threads(1)

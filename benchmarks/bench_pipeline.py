@@ -10,7 +10,7 @@ Sections (every timed run starts from an empty Zarr store unless it says "cached
 tracking off so that the flow and the direct path do the same work):
 
 * ``overhead``: the ``rank`` flow (thread runner, 1 worker: the same serial order of work) vs
-  ``zoorank.pipeline.run_pair_direct`` (the same stage functions without Prefect) on the same
+  ``zoorank.pipeline.pairs.run_pair_direct`` (the same stage functions without Prefect) on the same
   pairs. ``overhead = flow / direct - 1`` (target <= 10%). Two workloads: ``small`` (the
   digit CNNs, 30/class: stage work of ~0.3 s per pair, so orchestration dominates; median of
   ``--repeats``) and ``typical`` (ImageNet backbones mobilenet_v2 and efficientnet_lite0 on
@@ -103,7 +103,8 @@ def run_flow(models, datasets, per_class, settings, runner="thread", workers=1, 
 
 
 def run_direct(models, datasets, per_class, settings, metrics=METRICS):
-    from zoorank import pipeline, stages
+    from zoorank.pipeline import pairs as pipeline
+    from zoorank.pipeline import stages
     from zoorank.storage.arrays import ArrayStore
 
     t0 = time.perf_counter()
@@ -255,8 +256,8 @@ def main(argv=None) -> int:
     # warm-up: start the temporary Prefect server, load datasets and models once (not timed)
     w, _ = run_flow(MODELS[:1], DATASETS[:1], 2, fresh_settings(), metrics=["knn"])
     res["first_flow_startup_s"] = round(w, 2)
-    from zoorank.pipeline import load_subset
-    from zoorank.stages import SubsetSpec
+    from zoorank.pipeline.pairs import load_subset
+    from zoorank.pipeline.stages import SubsetSpec
     for d in DATASETS:
         load_subset(d, SubsetSpec(per_class=args.per_class))
     if "overhead" in only:

@@ -47,7 +47,7 @@ def main() -> int:
 
     torch.set_num_threads(1)
     from zoorank.config import Settings
-    from zoorank.flows.benchmark import run_benchmark
+    from zoorank.orchestration.flows.benchmark import run_benchmark
 
     settings = Settings.from_env(home=os.environ.get("ZOORANK_HOME") or ROOT / ".zoorank")
     res = run_benchmark(str(ROOT / "results/benchmark/zoo_32px.yaml"), DATASETS,

@@ -15,7 +15,7 @@ from zoorank.config import Settings, apply_offline_defaults
 if TYPE_CHECKING:
     import pandas as pd
 
-    from zoorank.stages import LeadParams
+    from zoorank.pipeline.stages import LeadParams
 
 
 def resolve_specs(zoo) -> list:
@@ -98,8 +98,8 @@ class RankingResult:
 
 def _known_run(settings, cached, subset, metrics, metric_params, lead_params) -> str | None:
     """The MLflow run that already holds this exact ranking (checked without MLflow), or None."""
-    from zoorank.ranking import ranking_params
-    from zoorank.tracking_report import known_finished_run, ranking_key
+    from zoorank.pipeline.cached_ranking import ranking_params
+    from zoorank.reporting.tracking_report import known_finished_run, ranking_key
 
     outcomes = cached[0]
     key = ranking_key({o.model: o.identity for o in outcomes}, {o.dataset: o.keys["labels"] for o in outcomes},
@@ -125,9 +125,10 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     Returns the ranking table; ``(table, run_id)`` with ``return_run_id``; a
     :class:`RankingResult` with ``details``.
     """
-    from zoorank import pipeline, progress
-    from zoorank.ranking import pairs_from_cache, subset_notes
-    from zoorank.stages import LeadParams, SubsetSpec
+    from zoorank.pipeline import pairs as pipeline
+    from zoorank.reporting import progress
+    from zoorank.pipeline.cached_ranking import pairs_from_cache, subset_notes
+    from zoorank.pipeline.stages import LeadParams, SubsetSpec
     from zoorank.storage.layered import open_store
 
     settings = settings or Settings.from_env()
@@ -157,7 +158,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     if known_run is None:
         _check_tracking(settings, track)   # an unreachable tracking URI fails here, before any work
     if cached is not None:
-        from zoorank.ranking import finish_ranking
+        from zoorank.pipeline.cached_ranking import finish_ranking
 
         progress.note(f"every stage of the {len(cached[0])} pairs is cached: served from {settings.store}")
         result = finish_ranking(settings, *cached, subset=subset, metrics=metrics, metric_params=metric_params,
@@ -165,8 +166,8 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
                                 zoo=zoo_label)
         result["run_id"] = known_run or result["run_id"]
     else:
-        from zoorank.flows.rank import rank_flow
-        from zoorank.flows.runners import flow_settings, make_task_runner
+        from zoorank.orchestration.flows.rank import rank_flow
+        from zoorank.orchestration.runners import flow_settings, make_task_runner
 
         n_pairs = len(datasets) * len(specs)
         lead = n_pairs if "lead" in metrics else 0

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from zoorank.flows.benchmark import evaluate_scores
+from zoorank.orchestration.flows.benchmark import evaluate_scores
 
 SEPARATIONS = {"m0": 0.3, "m1": 0.8, "m2": 1.5, "m3": 2.5, "m4": 4.0}   # better features -> higher accuracy
 METRICS = ["lead", "logme", "knn"]
@@ -49,7 +49,7 @@ def test_not_applicable_metric_is_said_so_not_called_a_failure():
 
 
 def test_benchmark_flow_on_synthetic_zoo(prefect_server, settings, monkeypatch, tmp_path):
-    from zoorank.flows.benchmark import run_benchmark, summary_tables
+    from zoorank.orchestration.flows.benchmark import run_benchmark, summary_tables
     from zoorank.metrics import knn as knn_module
 
     feats, truth = synthetic_zoo()
@@ -94,7 +94,7 @@ def test_benchmark_flow_on_synthetic_zoo(prefect_server, settings, monkeypatch, 
 
 @pytest.mark.slow
 def test_lead_ablations_on_synthetic_zoo(prefect_server, settings):
-    from zoorank.flows.benchmark import LEAD_ABLATIONS, run_benchmark, summary_tables
+    from zoorank.orchestration.flows.benchmark import LEAD_ABLATIONS, run_benchmark, summary_tables
 
     feats, truth = synthetic_zoo()
     res = run_benchmark(datasets="synth", ground_truth=truth, features=feats, metrics=["lead"], low_data=[],

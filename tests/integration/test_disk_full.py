@@ -18,7 +18,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from zoorank import pipeline, stages
+from zoorank.pipeline import pairs as pipeline
+
+from zoorank.pipeline import stages
 from zoorank.storage.arrays import ArrayStore, StoreFull
 
 pytestmark = pytest.mark.integration

@@ -10,7 +10,7 @@ import math
 
 import pytest
 
-from zoorank.finetune import FULL_GRID, Budget
+from zoorank.compute.finetune import FULL_GRID, Budget
 
 BUDGET = dataclasses.replace(Budget.cpu(), steps=4, batch_size=8, train_per_class=3, val_per_class=2,
                              test_per_class=2, eval_every=2)
@@ -24,8 +24,8 @@ def test_full_grid_is_the_literature_grid():
 
 def test_flow_tracks_curves_resumes_and_export_import_trains_nothing(prefect_server, settings, tmp_path):
     from zoorank.config import Settings
-    from zoorank.flows.ground_truth import run_ground_truth
-    from zoorank.gt_records import export_records, ground_truth_table, import_records, read_records, store_records
+    from zoorank.orchestration.flows.ground_truth import run_ground_truth
+    from zoorank.pipeline.ground_truth_records import export_records, ground_truth_table, import_records, read_records, store_records
     from zoorank.storage.arrays import ArrayStore
     from zoorank.storage.tracking import Tracker
 
@@ -84,7 +84,7 @@ def test_flow_tracks_curves_resumes_and_export_import_trains_nothing(prefect_ser
 
 
 def test_bad_records_file_names_file_and_line(tmp_path):
-    from zoorank.gt_records import read_records
+    from zoorank.pipeline.ground_truth_records import read_records
 
     bad = tmp_path / "t.jsonl"
     bad.write_text('{"key": "gt_trial/abc", "value": {}}\n{"key": "features/x", "value": {}}\n')
@@ -95,7 +95,7 @@ def test_bad_records_file_names_file_and_line(tmp_path):
 
 
 def test_all_diverged_pair_retries_smaller_lr_and_is_nan_not_zero(prefect_server, settings):
-    from zoorank.flows.ground_truth import MAX_LR_RETRIES, run_ground_truth
+    from zoorank.orchestration.flows.ground_truth import MAX_LR_RETRIES, run_ground_truth
     from zoorank.storage.tracking import Tracker
 
     budget = dataclasses.replace(BUDGET, clip_norm=None, steps=3)
@@ -112,7 +112,7 @@ def test_all_diverged_pair_retries_smaller_lr_and_is_nan_not_zero(prefect_server
 @pytest.mark.slow
 def test_finetune_is_deterministic_with_seed():
     from zoorank.data import load_dataset
-    from zoorank.finetune import TrialParams, prepare_splits, run_trial
+    from zoorank.compute.finetune import TrialParams, prepare_splits, run_trial
     from zoorank.zoo import load_model
 
     data = prepare_splits(load_dataset("digits"), BUDGET)

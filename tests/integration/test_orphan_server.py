@@ -1,7 +1,7 @@
 """The temporary Prefect server of a killed zoorank process does not survive it as an orphan.
 
 Real processes, real SIGKILL: a child process starts zoorank's temporary server
-(``zoorank.flows.temporary_server.start_temporary_server``, what ``zoorank rank`` does without
+(``zoorank.orchestration.temporary_server.start_temporary_server``, what ``zoorank rank`` does without
 PREFECT_API_URL) and is killed with SIGKILL. Its watchdog ends the server within seconds; when
 the watchdog is killed too, the next start (the next run) finds the record and ends the server."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from zoorank.process_identity import ProcessIdentity, pid_exists
+from zoorank.support.process_identity import ProcessIdentity, pid_exists
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
@@ -26,7 +26,7 @@ import json, sys, time
 from zoorank.config import apply_offline_defaults
 apply_offline_defaults()
 from prefect.server.api.server import SubprocessASGIServer
-from zoorank.flows.temporary_server import start_temporary_server
+from zoorank.orchestration.temporary_server import start_temporary_server
 url = start_temporary_server()
 print(json.dumps({"url": url, "server": SubprocessASGIServer._instances[None].server_process.pid}), flush=True)
 time.sleep(600)

@@ -7,7 +7,7 @@ import pytest
 
 from zoorank.api import rank
 from zoorank.cli import main as cli_main
-from zoorank.stages import LeadParams
+from zoorank.pipeline.stages import LeadParams
 
 pytestmark = pytest.mark.integration
 

@@ -7,7 +7,7 @@ import json
 import mlflow
 import pytest
 
-from zoorank.flows.rerank import (TAG_ZOO_FILE, build_deployment, compare_rankings, full_stage_count,
+from zoorank.orchestration.flows.rerank import (TAG_ZOO_FILE, build_deployment, compare_rankings, full_stage_count,
                                   rerank_flow, zoo_key)
 
 pytestmark = pytest.mark.integration

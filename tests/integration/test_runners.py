@@ -1,11 +1,11 @@
-"""The temporary-server settings of zoorank.flows.runners: real Prefect settings, no stubs."""
+"""The temporary-server settings of zoorank.orchestration.runners: real Prefect settings, no stubs."""
 from __future__ import annotations
 
 import os
 
 import pytest
 
-from zoorank.flows.runners import TEMPORARY_SERVER_ENV, flow_settings
+from zoorank.orchestration.runners import TEMPORARY_SERVER_ENV, flow_settings
 
 pytestmark = pytest.mark.integration
 

@@ -14,7 +14,7 @@ import sys
 import pytest
 
 from zoorank.config import sqlite_uri
-from zoorank.process_identity import ProcessIdentity
+from zoorank.support.process_identity import ProcessIdentity
 from zoorank.storage.tracking import (
     TAG_ENDED_BY, TAG_KIND, TAG_LOGICAL_KEY, TAG_OWNERS, TAG_PARENT, TAG_RECOVERED, Tracker, logical_key,
 )

@@ -17,11 +17,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from zoorank import stages
+from zoorank.pipeline import stages
 from zoorank.data import load_dataset
-from zoorank.extract import extract_features
+from zoorank.compute.extract import extract_features
 from zoorank.metrics import registry
-from zoorank.pipeline import load_backbone
+from zoorank.pipeline.pairs import load_backbone
 from zoorank.zoo import load_zoo
 
 #: parameters that force each metric's subsampling path on this small set (a subset, folds or

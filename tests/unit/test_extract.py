@@ -12,7 +12,7 @@ from torch import nn
 
 from zoorank.data import LabelledImages, load_dataset
 from zoorank.data.base import ArraySource
-from zoorank.extract import extract_features, iter_feature_batches, to_model_input
+from zoorank.compute.extract import extract_features, iter_feature_batches, to_model_input
 
 
 class TinyBackbone(nn.Module):

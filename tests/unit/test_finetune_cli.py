@@ -7,8 +7,8 @@ import pandas as pd
 import pytest
 
 from zoorank.cli import build_parser
-from zoorank.finetune import CPU_GRID, FULL_GRID, Budget
-from zoorank.gt_cli import budget_from_args, protocol_lines
+from zoorank.compute.finetune import CPU_GRID, FULL_GRID, Budget
+from zoorank.cli.ground_truth import budget_from_args, protocol_lines
 
 
 def _args(*argv):
@@ -48,7 +48,7 @@ def _trial(seed, lr, val, test, diverged=False):
 
 
 def test_table_from_records_and_header(tmp_path):
-    from zoorank.gt_records import ground_truth_table, write_table
+    from zoorank.pipeline.ground_truth_records import ground_truth_table, write_table
 
     records = [("gt_trial/a", _trial(0, 1e-2, 0.3, 0.3, diverged=True)), ("gt_trial/b", _trial(0, 1e-3, 0.3, 0.27)),
                ("gt_trial/c", _trial(1, 1e-3, 0.3, 0.26)), ("gt_trial/d", _trial(2, 1e-3, 0.3, 0.28)),
@@ -71,7 +71,7 @@ def test_table_from_records_and_header(tmp_path):
 
 
 def test_rank_agreement_is_kendall_per_dataset_on_common_models():
-    from zoorank.gt_records import rank_agreement
+    from zoorank.pipeline.ground_truth_records import rank_agreement
 
     a = pd.DataFrame({"dataset": ["d"] * 4 + ["e"] * 2, "model": list("abcd") + list("ab"),
                       "test_top1": [0.9, 0.8, 0.7, 0.6, 0.5, 0.4]})

@@ -10,10 +10,10 @@ import pytest
 import torch
 from torch import nn
 
-from zoorank.finetune import (Budget, TrialParams, binomial_se, choose_point, eval_points, fit_probe, head_array,
+from zoorank.compute.finetune import (Budget, TrialParams, binomial_se, choose_point, eval_points, fit_probe, head_array,
                               head_from_array, lr_factor, pair_ground_truth, reestimate_bn, select_best,
                               val_change_last20)
-from zoorank.finetune.trial import blew_up
+from zoorank.compute.finetune.trial import blew_up
 
 
 # ------------------------------------------------------------------ BatchNorm re-estimation
@@ -35,7 +35,7 @@ def _images(n=24, side=10, seed=0) -> np.ndarray:
 
 
 def test_bn_reestimation_changes_running_statistics_and_nothing_else():
-    from zoorank.finetune.data import to_input
+    from zoorank.compute.finetune.data import to_input
 
     net, x = _bn_net(), _images()
     params = {k: v.clone() for k, v in net.named_parameters()}
@@ -102,7 +102,7 @@ def test_blow_up_rule():
 
 
 def test_blow_up_window_shrinks_for_short_runs():
-    from zoorank.finetune.trial import blowup_window
+    from zoorank.compute.finetune.trial import blowup_window
 
     assert [blowup_window(s) for s in (1, 3, 8, 20, 80)] == [1, 1, 4, 10, 10]
 

@@ -11,7 +11,7 @@ import math
 import pytest
 import torch
 
-from zoorank.finetune import (CPU_GRID, CPU_SEEDS, Budget, TrialParams, choose_point, input_size_for, linear_probe,
+from zoorank.compute.finetune import (CPU_GRID, CPU_SEEDS, Budget, TrialParams, choose_point, input_size_for, linear_probe,
                               pair_ground_truth, prepare_backbone, prepare_splits, run_trial)
 
 

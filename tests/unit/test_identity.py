@@ -1,4 +1,4 @@
-"""Memoised model identity (zoorank.identity): reused while the weight file is unchanged,
+"""Memoised model identity (zoorank.pipeline.identity): reused while the weight file is unchanged,
 recomputed when it changes, and always equal to the identity of the loaded backbone."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import pytest
 import torch
 
-from zoorank.identity import compute_identity, identity_record_key, model_identity
+from zoorank.pipeline.identity import compute_identity, identity_record_key, model_identity
 from zoorank.storage.arrays import ArrayStore
 from zoorank.zoo import load_model, spec_from_mapping
 

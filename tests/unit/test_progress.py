@@ -5,8 +5,8 @@ import io
 
 import pytest
 
-from zoorank import progress
-from zoorank.stages import StageResult
+from zoorank.reporting import progress
+from zoorank.pipeline.stages import StageResult
 
 
 def _events(pairs=("a / d", "b / d"), metrics=("lead", "logme")):

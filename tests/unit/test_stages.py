@@ -8,7 +8,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoorank import stages
+from zoorank.pipeline import stages
 from zoorank.data import load_dataset
 from zoorank.storage.arrays import ArrayStore
 

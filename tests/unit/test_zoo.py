@@ -324,7 +324,7 @@ def test_builtin_input_size_override():
     """A zoo entry may run a size-flexible built-in at another resolution (``input_size``):
     the config says so, the extractor feeds that size, features keep their dimension and the
     model identity (hence every cache key) changes with it."""
-    from zoorank.identity import compute_identity
+    from zoorank.pipeline.identity import compute_identity
 
     spec = zoo.spec_from_mapping({"id": "mobilenet_v2", "input_size": 64})
     assert zoo.get_config(spec).input_size == (64, 64)

@@ -4,8 +4,8 @@ from __future__ import annotations
 import pytest
 import torchvision.models as tvm
 
-from zoorank.identity import identity_record_key
-from zoorank.pipeline import load_backbone
+from zoorank.pipeline.identity import identity_record_key
+from zoorank.pipeline.pairs import load_backbone
 from zoorank.zoo import load_zoo
 from zoorank.zoo.cards import BUILTIN_CARDS, model_card
 from zoorank.zoo.spec import spec_from_mapping

@@ -12,7 +12,7 @@ Fixed ids: see :func:`list_datasets` / :func:`dataset_info` (all install offline
 """
 from __future__ import annotations
 
-from zoorank.lazy_exports import lazy_exports
+from zoorank.support.lazy_exports import lazy_exports
 
 # Names -> the submodule defining them, imported on first use (PEP 562 module __getattr__):
 # ``zoorank.data.splits`` (numpy only) loads without the image decoders (PIL) and the registry.

@@ -72,7 +72,7 @@ STAGE_VERSIONS: dict[str, int] = {
     "ntk_eigenvalues": 3,  # 2: default NTK feature_norm "none" -> "l2"; 3: samples by identity
     "scores": 3,  # 2, 3: LEAD defaults changed (now per metric: zoorank.metrics.registry.Metric.version)
     "ranking": 1,
-    "model_identity": 1,  # memoised weights digest (zoorank.identity)
+    "model_identity": 1,  # memoised weights digest (zoorank.pipeline.identity)
 }
 
 _STAGE_RE = re.compile(r"^[a-z][a-z0-9_]*$")

@@ -34,7 +34,7 @@ the oldest.
 Owners and stale runs
 ---------------------
 Every process that opens (or joins) a parent run adds its process identity
-(``host:boot:pid:start``, :mod:`zoorank.process_identity`) to the run's tag ``zoorank.owners``. An
+(``host:boot:pid:start``, :mod:`zoorank.support.process_identity`) to the run's tag ``zoorank.owners``. An
 unfinished run whose owners are all dead (checked on this host and boot: the pid is gone or names
 another process) is *stale*: its process was killed (``kill -9``, OOM killer, power loss of a
 worker). When a ranking with the same logical key starts, it adopts the newest stale run and
@@ -81,7 +81,7 @@ from mlflow.entities import Metric, Param, RunTag, ViewType  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
-from zoorank.process_identity import ProcessIdentity  # noqa: E402
+from zoorank.support.process_identity import ProcessIdentity  # noqa: E402
 
 __all__ = [
     "Tracker",

@@ -10,7 +10,7 @@ Public API::
 """
 from __future__ import annotations
 
-from zoorank.lazy_exports import lazy_exports
+from zoorank.support.lazy_exports import lazy_exports
 
 # Names -> the submodule defining them, imported on first use (PEP 562 module __getattr__), so
 # that ``zoorank.zoo.spec`` / ``zoorank.zoo.registry`` (model configs, zoo files) load without

@@ -150,7 +150,7 @@ def _print_ranking(table, ties: dict, notes: dict, args) -> None:
 
 
 def cmd_rank(args) -> int:
-    from zoorank import interrupt
+    from zoorank.support import interrupt
     from zoorank.storage.layered import resolve_read_only_store
 
     settings = _settings(args)
@@ -161,13 +161,13 @@ def cmd_rank(args) -> int:
         return _rank_and_print(args, settings)
     finally:
         interrupt.restore(previous)
-        from zoorank import progress
+        from zoorank.reporting import progress
 
         progress.disable()
 
 
 def _rank_and_print(args, settings) -> int:
-    from zoorank import progress
+    from zoorank.reporting import progress
     from zoorank.api import rank
     from zoorank.storage.layered import describe as describe_store
 
@@ -222,7 +222,7 @@ def cmd_list(args) -> int:
 
 
 def cmd_show(args) -> int:
-    from zoorank.tracking_report import load_ranking, load_ties
+    from zoorank.reporting.tracking_report import load_ranking, load_ties
 
     settings = _settings(args)
     apply_offline_defaults(settings)
@@ -234,7 +234,7 @@ def cmd_show(args) -> int:
 def _write_report(settings, run_id, table, ties, notes, out, ground_truth) -> str:
     """Write the HTML report of a ranking; log it to ``run_id`` (when there is one)."""
     from zoorank.reporting.html import write_html_report
-    from zoorank.tracking_report import log_report, report_truth
+    from zoorank.reporting.tracking_report import log_report, report_truth
 
     truth, truth_note = report_truth(settings, ground_truth, sorted(set(table["dataset"])))
     path = Path(out or f"zoorank-report-{(run_id or 'ranking')[:12]}.html")
@@ -246,7 +246,7 @@ def _write_report(settings, run_id, table, ties, notes, out, ground_truth) -> st
 
 
 def cmd_report(args) -> int:
-    from zoorank.tracking_report import load_ranking, load_ties
+    from zoorank.reporting.tracking_report import load_ranking, load_ties
 
     settings = _settings(args)
     apply_offline_defaults(settings)
@@ -277,7 +277,7 @@ def cmd_cache(args) -> int:
 
 
 def cmd_serve(args) -> int:
-    from zoorank.serve import require_api_url, serve
+    from zoorank.orchestration.serve import require_api_url, serve
 
     url = require_api_url()
     settings = _settings(args)
@@ -320,7 +320,7 @@ def main(argv=None) -> int:
 
 # ---------------------------------------------------------------- ground truth and benchmark
 def _add_ground_truth_benchmark(sub) -> None:
-    from zoorank.gt_cli import add_ground_truth_parser
+    from zoorank.cli.ground_truth import add_ground_truth_parser
 
     add_ground_truth_parser(sub, _location_flags)
 
@@ -344,13 +344,13 @@ def _add_ground_truth_benchmark(sub) -> None:
 
 
 def cmd_ground_truth(args) -> int:
-    from zoorank.gt_cli import cmd_ground_truth as run
+    from zoorank.cli.ground_truth import cmd_ground_truth as run
 
     return run(args, _settings(args))
 
 
 def cmd_benchmark(args) -> int:
-    from zoorank.flows.benchmark import run_benchmark, summary_tables
+    from zoorank.orchestration.flows.benchmark import run_benchmark, summary_tables
 
     if args.threads:
         import torch

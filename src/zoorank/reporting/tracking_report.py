@@ -16,9 +16,9 @@ import re
 import pandas as pd
 
 from zoorank.config import Settings
-from zoorank.faults import kill_point
-from zoorank.pipeline import PairOutcome, logical_key
-from zoorank.stages import SubsetSpec
+from zoorank.support.faults import kill_point
+from zoorank.pipeline.pairs import PairOutcome, logical_key
+from zoorank.pipeline.stages import SubsetSpec
 
 TIES_ARTIFACT = "ties.json"
 TAG_LOGICAL_KEY = "zoorank.logical_key"   # = zoorank.storage.tracking.TAG_LOGICAL_KEY (that module imports mlflow)
@@ -226,14 +226,14 @@ def report_truth(settings: Settings, ground_truth: str | None, datasets: list[st
 
     ``auto``: the shipped reduced-budget ground truth (``results/ground_truth.csv``) when it
     covers one of ``datasets``, else none; ``none``: none; otherwise what
-    :func:`zoorank.flows.benchmark.load_truth` accepts (a CSV, an MLflow run id, ``mlflow``).
+    :func:`zoorank.orchestration.flows.benchmark.load_truth` accepts (a CSV, an MLflow run id, ``mlflow``).
     """
     from pathlib import Path
 
     if ground_truth in (None, "none"):
         return None, ""
     if ground_truth == "auto":
-        path = Path(__file__).resolve().parents[2] / SHIPPED_TRUTH
+        path = Path(__file__).resolve().parents[3] / SHIPPED_TRUTH
         if not path.is_file():
             return None, ""
         df = pd.read_csv(path, comment="#")
@@ -242,7 +242,7 @@ def report_truth(settings: Settings, ground_truth: str | None, datasets: list[st
         note = (f"ground truth: {SHIPPED_TRUTH}, the shipped reduced-budget CPU fine-tuning (see its header); "
                 "noisy, not the literature's protocol")
         return (df, note) if len(df) else (None, "")
-    from zoorank.flows.benchmark import load_truth
+    from zoorank.orchestration.flows.benchmark import load_truth
 
     df = load_truth(ground_truth, settings)
     return df[df["dataset"].isin(datasets)], f"ground truth: {ground_truth}"

@@ -9,17 +9,17 @@
 
 Per pair (``docs/ground_truth.md``): one linear-probe task (:func:`probe_pair`: the LP head and the
 LP accuracy), then the grid at the first seed, then the other seeds at the grid point chosen on
-validation (:func:`zoorank.finetune.choose_point`); when every grid point diverged, the grid's
+validation (:func:`zoorank.compute.finetune.choose_point`); when every grid point diverged, the grid's
 smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times). One Prefect task per trial
 (:func:`finetune_trial`). A trial's result is a store record under ``content_key("gt_trial",
 model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>, budget=<Budget>,
 recipe=RECIPE_VERSION)`` (the probe's likewise under ``gt_probe``): a rerun, a resumed killed run,
 or a run after ``--import`` finds it and trains nothing; only trials without a record are trained.
-The pair's ground truth (:func:`zoorank.finetune.pair_ground_truth`) is stored as a ``gt_pair``
+The pair's ground truth (:func:`zoorank.compute.finetune.pair_ground_truth`) is stored as a ``gt_pair``
 record and logged to the pair run.
 
 Python: :func:`run_ground_truth` (returns a DataFrame, one row per pair); CLI:
-``zoorank ground-truth``; records out / in: :mod:`zoorank.gt_records`.
+``zoorank ground-truth``; records out / in: :mod:`zoorank.pipeline.ground_truth_records`.
 """
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ import time
 
 import pandas as pd
 
-from zoorank.faults import kill_point
+from zoorank.support.faults import kill_point
 from zoorank.config import Settings, apply_offline_defaults
 
 apply_offline_defaults()
@@ -39,7 +39,7 @@ apply_offline_defaults()
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from zoorank import finetune  # noqa: E402
+from zoorank.compute import finetune  # noqa: E402
 from zoorank.storage.arrays import ArrayStore  # noqa: E402
 from zoorank.storage.keys import STAGE_VERSIONS, content_key, register_stage  # noqa: E402
 
@@ -67,7 +67,7 @@ _PREPARED_LOCKS: dict = {}
 
 @functools.lru_cache(maxsize=16)
 def _pristine_backbone(spec):
-    from zoorank.pipeline import load_backbone
+    from zoorank.pipeline.pairs import load_backbone
 
     return load_backbone(spec)
 
@@ -100,7 +100,7 @@ def _prepared_backbone(spec, dataset_id, budget, split_seed, data_root, device):
 
 @functools.lru_cache(maxsize=64)
 def _identity(spec) -> dict:
-    from zoorank.pipeline import model_identity
+    from zoorank.pipeline.pairs import model_identity
 
     return model_identity(spec)
 
@@ -128,7 +128,7 @@ def pair_key(identity: str, data_fingerprint: str, grid, seeds, budget: finetune
 
 def _pair_meta(spec, dataset_id: str, budget: finetune.Budget, split_seed: int, data) -> dict:
     """What every record of a pair carries, so exported records can be grouped into pairs."""
-    from zoorank.pipeline import spec_id
+    from zoorank.pipeline.pairs import spec_id
 
     return {"model": spec_id(spec), "dataset": dataset_id, "identity": _identity(spec)["identity"],
             "data_fingerprint": data.fingerprint, "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
@@ -304,7 +304,7 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
     Tasks are submitted dataset by dataset. Returns ``{"table": records (one per pair),
     "trials": records, "run_id": parent run id}``.
     """
-    from zoorank.pipeline import spec_id
+    from zoorank.pipeline.pairs import spec_id
     from zoorank.storage.tracking import logical_key
 
     settings = settings or Settings.from_env()
@@ -401,7 +401,7 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
                      threads: int | None = None, return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
     from zoorank.api import _check_locations, resolve_specs
-    from zoorank.flows.runners import flow_settings, make_task_runner
+    from zoorank.orchestration.runners import flow_settings, make_task_runner
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)

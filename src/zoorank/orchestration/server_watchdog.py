@@ -23,7 +23,7 @@ GRACE_S = 5.0
 
 
 def _start_ticks(pid: int) -> int | None:
-    # same definition as zoorank.process_identity.process_start_ticks (this script imports no zoorank)
+    # same definition as zoorank.support.process_identity.process_start_ticks (this script imports no zoorank)
     try:
         with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
             text = f.read()

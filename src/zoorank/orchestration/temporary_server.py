@@ -3,7 +3,7 @@ the zoorank process that started it (docs/reliability.md).
 
 Prefect's ``SubprocessASGIServer`` stops its server in an ``atexit`` hook, which a ``kill -9``
 skips; so each server gets a watchdog that ends it when this process dies
-(:mod:`zoorank.flows.server_watchdog`), and a record that the next start reads to end a server
+(:mod:`zoorank.orchestration.server_watchdog`), and a record that the next start reads to end a server
 whose watchdog died too (:func:`end_orphaned_servers`).
 """
 from __future__ import annotations
@@ -79,14 +79,14 @@ def _server_registry() -> Path:
 def guard_server(server_pid: int, registry: Path | None = None, url: str = "") -> None:
     """Tie the temporary server ``server_pid`` to this process's life.
 
-    1. A watchdog (:mod:`zoorank.flows.server_watchdog`) reads a pipe that only this process can
+    1. A watchdog (:mod:`zoorank.orchestration.server_watchdog`) reads a pipe that only this process can
        write; this process's death closes it and the watchdog ends the server within seconds.
     2. A record ``<registry>/<server pid>.json`` names the server and its owner (process
-       identities, :mod:`zoorank.process_identity`), for :func:`end_orphaned_servers`; removed
+       identities, :mod:`zoorank.support.process_identity`), for :func:`end_orphaned_servers`; removed
        at a normal exit.
     """
-    from zoorank.flows import server_watchdog
-    from zoorank.process_identity import ProcessIdentity
+    from zoorank.orchestration import server_watchdog
+    from zoorank.support.process_identity import ProcessIdentity
 
     server = ProcessIdentity.of(server_pid)
     read_end, write_end = os.pipe()  # both non-inheritable; the child gets read_end as its stdin
@@ -121,8 +121,8 @@ def end_orphaned_servers(registry: Path) -> list[int]:
 
     A record whose server is gone (or whose pid now names another process) is just removed; a
     live owner's server, or one on another host or boot, is left alone."""
-    from zoorank.flows.server_watchdog import end_server
-    from zoorank.process_identity import ProcessIdentity
+    from zoorank.orchestration.server_watchdog import end_server
+    from zoorank.support.process_identity import ProcessIdentity
 
     ended = []
     if not registry.is_dir():

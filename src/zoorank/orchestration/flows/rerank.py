@@ -95,11 +95,12 @@ def rerank_flow(zoo: str, datasets: list[str], per_class: int | None = 100, spli
     "removed_entries", "moved", "unchanged"}``; ``recomputed_pairs`` lists ``[dataset, model]``
     of every pair that was not served entirely from the cache.
     """
-    from zoorank import pipeline, stages
+    from zoorank.pipeline import pairs as pipeline
+    from zoorank.pipeline import stages
     from zoorank.api import _check_locations, resolve_specs
-    from zoorank.flows.rank import rank_flow
-    from zoorank.flows.runners import make_task_runner
-    from zoorank.tracking_report import log_ranking
+    from zoorank.orchestration.flows.rank import rank_flow
+    from zoorank.orchestration.runners import make_task_runner
+    from zoorank.reporting.tracking_report import log_ranking
 
     import pandas as pd
 

@@ -1,7 +1,7 @@
 """Benchmark report: Markdown + HTML with tables and PNG plots (matplotlib, Agg backend).
 
 ``write_report(result, out_dir, settings=None)`` takes the dict of
-:func:`zoorank.flows.benchmark.benchmark_flow` and writes into ``out_dir``:
+:func:`zoorank.orchestration.flows.benchmark.benchmark_flow` and writes into ``out_dir``:
 
 * ``report.md`` and ``report.html`` -- full-data weighted tau (metric x dataset + mean), the other
   measures, low-data mean +- std, LEAD ablations, and every note (missing ground truth, failed
@@ -175,7 +175,7 @@ def _html(md: str) -> str:
 
 def write_report(result: dict, out_dir, *, settings=None, header: str = "") -> dict:
     """Write the report folder (see module docstring); returns paths and the MLflow run id."""
-    from zoorank.flows.benchmark import summary_tables
+    from zoorank.orchestration.flows.benchmark import summary_tables
 
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)

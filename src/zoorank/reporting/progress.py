@@ -18,7 +18,7 @@ import os
 import sys
 import threading
 
-log = logging.getLogger("zoorank.progress")
+log = logging.getLogger("zoorank.reporting.progress")
 
 STAGE_LABELS = {"features": "features", "svm_logits": "SVM logits", "ntk_eigenvalues": "NTK eigenvalues",
                 "score": "scores"}

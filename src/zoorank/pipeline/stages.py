@@ -4,7 +4,7 @@ Each ``ensure_*`` function computes the content key of its output (model id + we
 digest + dataset fingerprint + subset + preprocessing version + stage code version +
 parameters, see ``zoorank.storage.keys``), returns the cached entry when a complete and
 verified one exists, and otherwise computes it and publishes it atomically. They pass keys,
-not arrays, so Prefect tasks (``zoorank.tasks``) are thin wrappers around them, and the
+not arrays, so Prefect tasks (``zoorank.orchestration.tasks``) are thin wrappers around them, and the
 same functions run without Prefect (benchmarks compare the two).
 
 Data flow: dataset + model -> features (+ source_probs, + sample_ids) -> svm_logits,
@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from zoorank.faults import kill_point
+from zoorank.support.faults import kill_point
 from zoorank.metrics import registry as metric_registry
 from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
 from zoorank.storage.keys import content_key
@@ -140,7 +140,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     if all(store.exists(k) for k in wanted):
         _put_sample_ids(store, keys, images)
         return _timed("features", keys.features, True, start)
-    from zoorank.extract import extract_features
+    from zoorank.compute.extract import extract_features
 
     backbone = load_backbone()
     result = extract_features(backbone, images, batch_size=batch_size, device=device,

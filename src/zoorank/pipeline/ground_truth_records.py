@@ -8,7 +8,7 @@ truth computed over several runs or machines merges by importing every export in
 imported record is found by the flow exactly like one it computed (nothing is retrained).
 
 :func:`ground_truth_table` turns records into the shipped table, one row per pair
-(:func:`zoorank.finetune.pair_ground_truth`), and :func:`write_table` writes it as CSV under a
+(:func:`zoorank.compute.finetune.pair_ground_truth`), and :func:`write_table` writes it as CSV under a
 ``#`` header naming the protocol, the command and the compute spent.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zoorank.finetune import pair_ground_truth
+from zoorank.compute.finetune import pair_ground_truth
 
 RECORD_STAGES = ("gt_trial", "gt_probe")
 PAIR_FIELDS = ("dataset", "model", "identity", "data_fingerprint", "split_seed", "recipe")

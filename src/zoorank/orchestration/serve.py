@@ -8,7 +8,7 @@ The serving process registers the deployment ``rerank/<name>`` with the server a
 it for scheduled runs, executing each in a subprocess (``flow.serve`` semantics via
 :func:`prefect.serve`). The temporary server that plain ``zoorank rank`` starts cannot
 schedule (docs/stack.md), hence PREFECT_API_URL is required. The deployment itself is built by
-:func:`zoorank.flows.rerank.build_deployment` (the same definition the tests check).
+:func:`zoorank.orchestration.flows.rerank.build_deployment` (the same definition the tests check).
 """
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def serve(zoo: str, datasets: list[str], *, cron: str = "0 3 * * *", name: str =
     load_zoo(zoo)   # fail now, with a line number, rather than at 3 a.m.
     from prefect import serve as prefect_serve
 
-    from zoorank.flows.rerank import build_deployment
+    from zoorank.orchestration.flows.rerank import build_deployment
 
     params.setdefault("home", str(settings.home))
     params.setdefault("store", str(settings.store))

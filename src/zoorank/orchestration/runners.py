@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 
-from zoorank.flows.temporary_server import TEMPORARY_SERVER_ENV, start_temporary_server  # noqa: F401
+from zoorank.orchestration.temporary_server import TEMPORARY_SERVER_ENV, start_temporary_server  # noqa: F401
 
 
 def _configured_api_url() -> str | None:

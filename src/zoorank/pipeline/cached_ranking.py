@@ -3,7 +3,7 @@ the tie sets at the top, the notes on the scored subsets, and the last step (tab
 MLflow) shared by the rank flow and the cached path. Imports no Prefect.
 
 A fully cached ranking (:func:`pairs_from_cache`) runs the very stage functions the Prefect tasks
-call (``zoorank.stages``), on a :class:`CacheOnlyStore` whose misses raise :class:`NotCached`
+call (``zoorank.pipeline.stages``), on a :class:`CacheOnlyStore` whose misses raise :class:`NotCached`
 before any work starts, so either every stage of every pair is answered from the verified store
 (no Prefect server, ~1 s) or nothing was done and the Prefect flow runs as usual.
 """
@@ -13,7 +13,9 @@ from dataclasses import asdict
 
 import numpy as np
 
-from zoorank import pipeline, stages
+from zoorank.pipeline import pairs as pipeline
+
+from zoorank.pipeline import stages
 from zoorank.metrics import registry as metric_registry
 from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
 
@@ -88,7 +90,7 @@ def _pair_from_cache(store: CacheOnlyStore, spec, dataset: dict, images, metrics
 
 
 def _identity(spec, store):
-    from zoorank.identity import model_identity
+    from zoorank.pipeline.identity import model_identity
 
     return model_identity(spec, store, load_backbone=_no_work)
 
@@ -167,7 +169,7 @@ def finish_ranking(settings: Settings, outcomes: list, lead_keys: dict, *, subse
         raise
     run_id = None
     if track:
-        from zoorank.tracking_report import log_ranking
+        from zoorank.reporting.tracking_report import log_ranking
 
         run_id = log_ranking(settings, outcomes, table, subset=subset, metrics=metrics,
                              params=ranking_params(metric_params, lead_params, metrics), new_run=new_run,
@@ -189,9 +191,9 @@ def ranking_params(metric_params: dict, lead_params: stages.LeadParams, metrics:
 def run_opener(settings: Settings, subset: stages.SubsetSpec, metrics: list[str], params: dict,
                new_run: bool, zoo: str | None):
     """``open_run(models, datasets)`` for :func:`_flow_body`: opens the MLflow parent run and
-    hands it to ``zoorank.interrupt`` (Ctrl-C marks it KILLED)."""
-    from zoorank import interrupt
-    from zoorank.tracking_report import open_ranking
+    hands it to ``zoorank.support.interrupt`` (Ctrl-C marks it KILLED)."""
+    from zoorank.support import interrupt
+    from zoorank.reporting.tracking_report import open_ranking
 
     def open_run(models: list[dict], dsets: dict[str, dict]):
         labels_keys = {}

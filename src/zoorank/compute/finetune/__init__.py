@@ -7,7 +7,7 @@
 * :mod:`.trial`     -- one fine-tuning trial (warm-up + cosine, clipping, divergence detection)
 * :mod:`.selection` -- lr selection without diverged trials, mean and SE over seeds, convergence
 
-The science only: no Prefect, Zarr or MLflow (the flow is ``zoorank.flows.ground_truth``).
+The science only: no Prefect, Zarr or MLflow (the flow is ``zoorank.orchestration.flows.ground_truth``).
 """
 from .bn import batchnorm_layers, reestimate_bn, set_train_mode
 from .budget import (CPU_GRID, CPU_LRS, CPU_SEEDS, FULL_GRID, FULL_LRS, FULL_WDS, RECIPE_VERSION, Budget,

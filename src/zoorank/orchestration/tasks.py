@@ -1,6 +1,6 @@
-"""Prefect tasks: thin wrappers over ``zoorank.stages`` that pass keys and small values.
+"""Prefect tasks: thin wrappers over ``zoorank.pipeline.stages`` that pass keys and small values.
 
-Caching is done by the content-keyed Zarr store (``zoorank.stages``), not by Prefect's
+Caching is done by the content-keyed Zarr store (``zoorank.pipeline.stages``), not by Prefect's
 result cache: a task that finds its verified output reports a cache hit and returns at
 once, so a rerun after a crash (even ``kill -9``) recomputes only unfinished stages, and a
 deleted or damaged array is recomputed instead of being trusted (docs/stack.md warns that a
@@ -13,7 +13,9 @@ from dataclasses import asdict
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from zoorank import progress, stages
+from zoorank.reporting import progress
+
+from zoorank.pipeline import stages
 from zoorank.config import Settings
 from zoorank.storage.arrays import ArrayStore
 
@@ -28,7 +30,7 @@ def _store(settings: Settings) -> ArrayStore:
 @task(name="prepare-dataset", cache_policy=NO_CACHE)
 def prepare_dataset(dataset_id: str, subset: stages.SubsetSpec, data_root: str | None = None) -> dict:
     """Load a dataset, select the scored subset; return its fingerprint and size."""
-    from zoorank.pipeline import load_subset
+    from zoorank.pipeline.pairs import load_subset
 
     images = load_subset(dataset_id, subset, data_root)
     return {"dataset": dataset_id, "fingerprint": images.fingerprint(), "n": len(images),
@@ -38,7 +40,7 @@ def prepare_dataset(dataset_id: str, subset: stages.SubsetSpec, data_root: str |
 @task(name="resolve-model", cache_policy=NO_CACHE)
 def resolve_model(settings: Settings, spec) -> dict:
     """Identity of a backbone for cache keys: model id + digest of its weights (memoised)."""
-    from zoorank.pipeline import model_identity
+    from zoorank.pipeline.pairs import model_identity
 
     return model_identity(spec, _store(settings))
 
@@ -46,7 +48,7 @@ def resolve_model(settings: Settings, spec) -> dict:
 @task(name="extract-features", cache_policy=NO_CACHE)
 def extract_features(settings: Settings, spec, model: dict, dataset: dict, subset: stages.SubsetSpec,
                      data_root: str | None = None, device: str = "cpu", batch_size: int = 64) -> dict:
-    from zoorank.pipeline import load_backbone, load_subset
+    from zoorank.pipeline.pairs import load_backbone, load_subset
 
     keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
     result = stages.ensure_features(

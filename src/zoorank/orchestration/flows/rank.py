@@ -11,7 +11,7 @@
         ranking table + tie sets per dataset -> MLflow (parent run + nested run per pair)
 
 The parent run is opened as soon as the identities are known, so that an interrupted ranking
-leaves a run marked KILLED (``zoorank.interrupt``) or FAILED, never a stale RUNNING one.
+leaves a run marked KILLED (``zoorank.support.interrupt``) or FAILED, never a stale RUNNING one.
 """
 from __future__ import annotations
 
@@ -21,8 +21,12 @@ apply_offline_defaults()
 
 from prefect import flow, get_run_logger  # noqa: E402
 
-from zoorank import pipeline, stages, tasks  # noqa: E402
-from zoorank.ranking import finish_ranking, ranking_params, run_opener  # noqa: E402
+from zoorank.pipeline import pairs as pipeline  # noqa: E402
+
+from zoorank.pipeline import stages
+
+from zoorank.orchestration import tasks
+from zoorank.pipeline.cached_ranking import finish_ranking, ranking_params, run_opener  # noqa: E402
 
 
 def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: stages.SubsetSpec,

@@ -5,7 +5,7 @@ and, by itself, a cheap second ground truth (its test accuracy is reported besid
 fine-tuned one).
 
 Features are standardised per dimension with the training features' mean and standard deviation
-(kept as fixed constants in front of the head, :class:`zoorank.finetune.trial.Classifier`), so
+(kept as fixed constants in front of the head, :class:`zoorank.compute.finetune.trial.Classifier`), so
 one C grid and one learning-rate grid fit backbones whose feature norms differ by 100x (HED's raw
 0-255 input gives ||z||^2 ~ 5e4, the ImageNet nets ~ 300).
 """

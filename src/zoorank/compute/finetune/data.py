@@ -73,7 +73,7 @@ def input_size_for(backbone, budget: Budget) -> tuple[int, int]:
 
 
 def to_input(x_u8: np.ndarray, size, device, channels_last: bool = False) -> torch.Tensor:
-    from zoorank.extract import to_model_input
+    from zoorank.compute.extract import to_model_input
 
     return to_model_input(torch.from_numpy(np.ascontiguousarray(x_u8)).to(device), size,
                           channels_last=channels_last)

@@ -6,7 +6,7 @@
     zoorank ground-truth --import trials.jsonl --preset cpu --zoo ... --dataset ... --csv gt.csv
 
 Order: ``--import`` first, then the flow (unless ``--table-only`` or no ``--dataset``), then
-``--export``, then the CSV, written from the store's records (:mod:`zoorank.gt_records`).
+``--export``, then the CSV, written from the store's records (:mod:`zoorank.pipeline.ground_truth_records`).
 A preset is the base budget; every knob given explicitly overrides its field.
 """
 from __future__ import annotations
@@ -66,7 +66,7 @@ def add_ground_truth_parser(sub, location_flags) -> None:
 
 def budget_from_args(args):
     """(budget, grid, seeds) from the preset and the explicit knobs."""
-    from zoorank.finetune import CPU_LRS, CPU_SEEDS, FULL_LRS, FULL_WDS, Budget
+    from zoorank.compute.finetune import CPU_LRS, CPU_SEEDS, FULL_LRS, FULL_WDS, Budget
 
     base = {"cpu": Budget.cpu, "full": Budget.full}.get(args.preset, Budget)()
     changes = {field: getattr(args, dest) for dest, field in KNOBS.items() if getattr(args, dest) is not None}
@@ -83,7 +83,7 @@ def _floats(text):
 
 
 def protocol_lines(budget, grid, seeds, zoo: str) -> list[str]:
-    from zoorank.finetune import RECIPE_VERSION
+    from zoorank.compute.finetune import RECIPE_VERSION
 
     lrs = sorted({lr for lr, _ in grid})
     wds = sorted({wd for _, wd in grid})
@@ -106,7 +106,7 @@ def protocol_lines(budget, grid, seeds, zoo: str) -> list[str]:
 
 def cmd_ground_truth(args, settings) -> int:
     from zoorank.config import apply_offline_defaults
-    from zoorank.gt_records import export_records, ground_truth_table, import_records, store_records, write_table
+    from zoorank.pipeline.ground_truth_records import export_records, ground_truth_table, import_records, store_records, write_table
     from zoorank.storage.arrays import ArrayStore
 
     apply_offline_defaults(settings)
@@ -125,7 +125,7 @@ def cmd_ground_truth(args, settings) -> int:
         print(f"imported {counts['imported']} record(s) from {args.import_path} ({counts['present']} already "
               f"in the store, {counts['conflicts']} differing from the store's, which were kept)", file=sys.stderr)
     if args.dataset and not args.table_only:
-        from zoorank.flows.ground_truth import run_ground_truth
+        from zoorank.orchestration.flows.ground_truth import run_ground_truth
 
         df = run_ground_truth(args.zoo, args.dataset, grid=grid, seeds=seeds, budget=budget, settings=settings,
                               device=args.device, data_root=args.data_root, track=not args.no_track,
@@ -138,7 +138,7 @@ def cmd_ground_truth(args, settings) -> int:
         if not args.dataset:
             raise ValueError("ground-truth --csv needs --dataset (and --zoo) to say which pairs")
         from zoorank.api import resolve_specs
-        from zoorank.pipeline import model_identity
+        from zoorank.pipeline.pairs import model_identity
 
         identities = [model_identity(s, store)["identity"] for s in resolve_specs(args.zoo)]
         table = ground_truth_table(store_records(store), budget=budget.as_dict(), identities=identities,

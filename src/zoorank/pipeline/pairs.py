@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
-from zoorank import stages
+from zoorank.pipeline import stages
 from zoorank.storage.arrays import ArrayStore
 from zoorank.storage.keys import content_digest
 
@@ -47,10 +47,10 @@ def spec_id(spec) -> str:
 def model_identity(spec, store: ArrayStore | None = None) -> dict:
     """``{"model", "identity", "has_outputs", "feature_dim"}``: id + weights digest + config digest.
 
-    Memoised in ``store`` by weight-file stat (``zoorank.identity``): a cached rerun does not
+    Memoised in ``store`` by weight-file stat (``zoorank.pipeline.identity``): a cached rerun does not
     load the backbone at all; on a cache miss the features stage loads it.
     """
-    from zoorank.identity import model_identity as memoised_identity
+    from zoorank.pipeline.identity import model_identity as memoised_identity
 
     return memoised_identity(spec, store, load_backbone=load_backbone)
 

@@ -48,7 +48,7 @@ def _stop_temporary_prefect_server() -> None:
 
 def _on_sigint(signum, frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup short
-    from zoorank import progress
+    from zoorank.reporting import progress
 
     progress.stop()
     killed = ""

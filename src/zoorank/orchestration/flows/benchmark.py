@@ -2,7 +2,7 @@
 
 Per dataset:
 
-* **full data** -- the scores of the rank flow (``zoorank.flows.rank.rank_flow``, run as a subflow;
+* **full data** -- the scores of the rank flow (``zoorank.orchestration.flows.rank.rank_flow``, run as a subflow;
   its scores are cached in the store, so a benchmark after a ranking recomputes nothing) against
   the ground truth (a DataFrame / CSV ``dataset, model, accuracy`` or the pair runs of a
   ground-truth MLflow run) -> weighted Kendall tau (``scipy.stats.weightedtau`` defaults), Kendall
@@ -22,7 +22,7 @@ Scores computed here (low data, ablations, and everything for a *synthetic zoo* 
 ``features=``) are store records under ``stages.score_key(metric, upstream=<array checksums and
 row digest>, params)``, one Prefect task per (dataset, model, regime).
 
-Python: :func:`run_benchmark`; CLI: ``zoorank benchmark``; report: :mod:`zoorank.report`.
+Python: :func:`run_benchmark`; CLI: ``zoorank benchmark``; report: :mod:`zoorank.reporting.benchmark_report`.
 """
 from __future__ import annotations
 
@@ -40,7 +40,7 @@ apply_offline_defaults()
 from prefect import flow, task  # noqa: E402
 from prefect.cache_policies import NO_CACHE  # noqa: E402
 
-from zoorank import stages  # noqa: E402
+from zoorank.pipeline import stages  # noqa: E402
 from zoorank.metrics import evaluation  # noqa: E402
 from zoorank.metrics import registry as metric_registry  # noqa: E402
 from zoorank.storage.arrays import ArrayStore  # noqa: E402
@@ -266,7 +266,7 @@ def load_truth(ground_truth, settings: Settings, metric: str = "test_top1") -> p
     elif isinstance(ground_truth, str) and ground_truth.endswith(".csv"):
         df = pd.read_csv(ground_truth, comment="#")
     else:
-        from zoorank.flows.ground_truth import load_ground_truth
+        from zoorank.orchestration.flows.ground_truth import load_ground_truth
 
         return load_ground_truth(settings, None if ground_truth in (None, "mlflow") else ground_truth,
                                  metric=metric)
@@ -289,7 +289,7 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
     """See the module docstring. ``low_metrics``: metrics of the low-data regime (default: all).
     Either ``specs`` (real zoo, scores from the rank flow) or
     ``features`` = ``{dataset: {model: (features, labels[, source_probs])}}`` (synthetic zoo)."""
-    from zoorank import pipeline
+    from zoorank.pipeline import pairs as pipeline
 
     settings = settings or Settings.from_env()
     metrics = list(metrics or pipeline.default_metrics())
@@ -301,7 +301,7 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
     full_scores: dict[str, pd.DataFrame] = {}
     pair_keys: dict[str, dict[str, dict]] = {}
     if specs is not None:
-        from zoorank.flows.rank import rank_flow
+        from zoorank.orchestration.flows.rank import rank_flow
 
         res = rank_flow(specs, list(datasets), stages.SubsetSpec(split=split, per_class=per_class, seed=seed),
                         metrics, metric_params, lead_params, settings, device, 64, data_root, track, False)
@@ -423,7 +423,7 @@ def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *,
     """Python API of the benchmark flow; writes the report to ``out_dir`` when given (and logs it
     to MLflow when ``track``). Returns the result dict (see :func:`summary_tables`)."""
     from zoorank.api import _check_locations, resolve_specs
-    from zoorank.flows.runners import flow_settings, make_task_runner
+    from zoorank.orchestration.runners import flow_settings, make_task_runner
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)
@@ -436,7 +436,7 @@ def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *,
                     lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric,
                     low_metrics)
     if out_dir is not None:
-        from zoorank.report import write_report
+        from zoorank.reporting.benchmark_report import write_report
 
         result["report"] = write_report(result, out_dir, settings=settings if track else None, header=header)
     return result
