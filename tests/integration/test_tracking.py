@@ -181,6 +181,38 @@ def test_unfinished_pair_run_is_completed(tracker):
     assert done.info.status == "FINISHED" and done.data.metrics["score.lead"] == 0.5
 
 
+def test_find_or_create_run_by_tags(tracker):
+    tags = {"zoorank.kind": "probe-test", "zoorank.logical_key": logical_key(case="tagged")}
+    first = tracker.find_or_create_run(tags, run_name="tagged", params={"grid": [1, 2], "b": {"c": 3}})
+    assert first.created and not first.finished
+    assert dict(first.params) == {"grid": "[1, 2]", "b.c": "3"}
+    # a nested run identified by its parent's id and its own tags
+    child_tags = {"zoorank.kind": "probe-child", "mlflow.parentRunId": first.run_id, "zoorank.model": "m'1"}
+    child = tracker.find_or_create_run(child_tags, run_name="child")
+    assert child.created and tracker.get_run(child.run_id).data.tags["mlflow.parentRunId"] == first.run_id
+    # an unfinished run with the same tags is found (not duplicated), reopened, missing params added
+    tracker.end_run(first.run_id, "FAILED")
+    again = tracker.find_or_create_run(tags, run_name="tagged", params={"grid": [9], "new": 1}, reopen=True)
+    assert (again.run_id, again.created, again.status) == (first.run_id, False, "RUNNING")
+    run = tracker.get_run(first.run_id)
+    assert run.info.status == "RUNNING"
+    assert run.data.params == {"grid": "[1, 2]", "b.c": "3", "new": "1"}  # grid kept, not overwritten
+    tracker.log_run(first.run_id, metrics={"acc": np.float32(0.5), "skip": None}, tags={"note": "x"})
+    assert tracker.log_curve(first.run_id, "loss", [(0, 2.0), (1, float("nan")), (2, 1.0)]) == 2
+    tracker.end_run(first.run_id)
+    tracker.end_run(first.run_id, "FAILED")  # a failure never overwrites FINISHED
+    done = tracker.find_or_create_run(tags, run_name="tagged", params={"other": 1})
+    assert (done.run_id, done.created, done.finished) == (first.run_id, False, True)
+    run = tracker.get_run(first.run_id)
+    assert run.info.status == "FINISHED" and "other" not in run.data.params  # a finished run is untouched
+    assert run.data.metrics["acc"] == 0.5 and run.data.tags["note"] == "x"
+    history = tracker.client.get_metric_history(first.run_id, "loss")
+    assert sorted((m.step, m.value) for m in history) == [(0, 2.0), (2, 1.0)]
+    assert [r.info.run_id for r in tracker.find_runs(tags)] == [first.run_id]
+    with pytest.raises(ValueError, match="at least one tag"):
+        tracker.find_runs({})
+
+
 def _concurrent_logger(uri: str, artifacts: str, barrier, key: str, experiment: str) -> None:
     t = Tracker(uri, experiment, artifacts)
     barrier.wait(120)

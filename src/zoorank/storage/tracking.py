@@ -86,6 +86,7 @@ from zoorank.support.process_identity import ProcessIdentity  # noqa: E402
 __all__ = [
     "Tracker",
     "RankingRun",
+    "TaggedRun",
     "TrackingError",
     "TrackingUnavailable",
     "RankingNotFound",
@@ -207,6 +208,24 @@ def _sqlite_path(uri: str) -> Path | None:
     if not raw or raw == ":memory:":
         return None
     return Path(raw).absolute()
+
+
+@dataclass(frozen=True)
+class TaggedRun:
+    """A run found or created by :meth:`Tracker.find_or_create_run`.
+
+    ``created``: made by this call; ``finished``: an existing FINISHED run (nothing to log again);
+    ``params``: the run's params after the call (flattened strings).
+    """
+
+    run_id: str
+    status: str
+    created: bool
+    params: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.status == _FINISHED
 
 
 @dataclass
@@ -439,6 +458,75 @@ class Tracker:
             self.client.log_batch(run_id, tags=chunk)
         for chunk in _chunks(metric_list, 1000):
             self.client.log_batch(run_id, metrics=chunk)
+
+    # ------------------------------------------------------------------ runs identified by tags
+
+    def find_runs(self, tags: Mapping[str, Any]) -> list[Any]:
+        """Active runs of the experiment carrying every tag of ``tags`` (newest first)."""
+        if not tags:
+            raise ValueError("find_runs needs at least one tag to identify the runs")
+        return self._search(" and ".join(f"tags.`{_name(k)}` = {_quote(str(v))}" for k, v in tags.items()))
+
+    def find_or_create_run(
+        self,
+        tags: Mapping[str, Any],
+        *,
+        run_name: str,
+        params: Mapping[str, Any] | None = None,
+        reopen: bool = False,
+    ) -> "TaggedRun":
+        """Find-or-create, under the tracking lock, the run identified by ``tags``.
+
+        A FINISHED run carrying all ``tags`` is returned untouched (``finished=True``); else the
+        newest unfinished one (set RUNNING again when ``reopen``); else a new run is created with
+        those tags (a ``mlflow.parentRunId`` tag nests it) and ``params``. On a found unfinished
+        run, ``params`` it lacks are added and the ones it has are kept. Processes on one machine
+        never create two runs for the same tags (see the module docstring's lock).
+        """
+        flat = _flatten(params)
+        with self._lock():
+            runs = self.find_runs(tags)
+            done = [r for r in runs if r.info.status == _FINISHED]
+            if done:
+                r = done[0]
+                return TaggedRun(r.info.run_id, r.info.status, created=False, params=dict(r.data.params))
+            try:
+                if runs:
+                    r = runs[0]
+                    if reopen:
+                        self.client.update_run(r.info.run_id, status="RUNNING")
+                    self._log(r.info.run_id, params=flat, existing_params=r.data.params)
+                    return TaggedRun(r.info.run_id, "RUNNING" if reopen else r.info.status, created=False,
+                                     params={**flat, **r.data.params})
+                run = self.client.create_run(self.experiment_id, run_name=run_name,
+                                             tags={_name(k): str(v) for k, v in tags.items()})
+                self._log(run.info.run_id, params=flat)
+            except MlflowException as e:
+                raise TrackingError(f"cannot find or create run {run_name!r} ({dict(tags)}) at "
+                                    f"{self._uri_text}: {e}") from e
+        return TaggedRun(run.info.run_id, run.info.status, created=True, params=flat)
+
+    def log_run(self, run_id: str, *, params: Mapping[str, Any] | None = None,
+                metrics: Mapping[str, Any] | None = None, tags: Mapping[str, Any] | None = None,
+                existing_params: Mapping[str, str] | None = None) -> None:
+        """Log params (flattened; ``existing_params`` are kept as they are), metrics and tags on a run."""
+        values = {k: _as_float(k, v) for k, v in (metrics or {}).items() if v is not None}
+        self._log(run_id, params=_flatten(params), metrics=values,
+                  tags={k: str(v) for k, v in (tags or {}).items()}, existing_params=existing_params)
+
+    def log_curve(self, run_id: str, name: str, points: Iterator[tuple[int, Any]] | list[tuple[int, Any]]) -> int:
+        """Log a metric history ``name`` as (step, value) points; non-finite values are skipped.
+        Returns how many points were logged."""
+        now = int(time.time() * 1000)
+        items = [Metric(_name(name), float(v), now, int(s)) for s, v in points
+                 if v is not None and math.isfinite(float(v))]
+        for chunk in _chunks(items, 900):
+            self.client.log_batch(run_id, metrics=chunk)
+        return len(items)
+
+    def end_run(self, run_id: str, status: str = _FINISHED) -> None:
+        """End a run with ``status``; a failure status never overwrites a FINISHED run."""
+        self._terminate(run_id, status)
 
     # ------------------------------------------------------------------ rankings
 
