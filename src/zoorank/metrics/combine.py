@@ -14,7 +14,14 @@ pandas, scipy): no I/O, no tracking store.
   linear scorer, Burges et al. 2005) with an L2 penalty, fitted on every ordered pair of models
   inside each history dataset, weighted by their accuracy gap. Fitted only on datasets other
   than the one being ranked: :func:`combined_scores` drops it before fitting.
-- Without history: :data:`DEFAULT_WEIGHTS`, equal weights on the standardised scores of the
+- :func:`fit_stacking`: rank stacking, each input weighted by its mean weighted tau on the
+  history's datasets (clipped at 0); :func:`default_combination` with ``"zscore"`` is the z-mean.
+- :func:`input_table` / :func:`training_inputs`: the inputs of one dataset (metric scores and
+  priors) and of every history dataset but the ranked one, ``history_mean`` computed without
+  the row's own dataset and without the ranked one (nested leave-one-out: no leakage).
+- :func:`rank_with_history`: the ``combined`` column of one dataset by a chosen method
+  (:data:`METHODS`; :data:`DEFAULT_METHOD` is the one benchmarks/bench_combined.py measured best).
+- Without history: :func:`default_combination`, equal weights on the standardised scores of the
   inputs present (rank averaging, a Borda count), documented in docs/combined.md.
 """
 from __future__ import annotations
@@ -84,6 +91,11 @@ class Combination:
     fitted_on: tuple[str, ...] = ()
     note: str = ""
     notes: list[str] = field(default_factory=list)
+    method: str = "default"
+
+    @property
+    def learned(self) -> bool:
+        return bool(self.fitted_on)
 
     def score(self, table: pd.DataFrame) -> pd.Series:
         """Combined score of each row of ``table`` (one dataset: columns = inputs)."""
@@ -99,37 +111,39 @@ def default_combination(columns, transform: str = "rank") -> Combination:
     cols = list(columns)
     if not cols:
         raise ValueError("a combination needs at least one metric or prior column")
+    what = "rank average" if transform == "rank" else "z-score mean"
     return Combination({c: 1.0 / len(cols) for c in cols}, transform,
-                       note="no usable history: equal-weight rank average of the inputs (default)")
+                       note=f"no usable history: equal-weight {what} of the inputs (default)",
+                       method="rankmean" if transform == "rank" else "zmean")
 
 
-def _pairs(z: pd.DataFrame, acc: pd.Series, columns, min_gap: float):
-    """Feature differences and weights of every ordered pair (better, worse) of one dataset."""
-    x = z[columns].fillna(0.0).to_numpy(float)
-    a = acc.to_numpy(float)
-    i, j = np.nonzero(a[:, None] - a[None, :] > min_gap)
-    return x[i] - x[j], a[i] - a[j]
-
-
-def fit_pairwise(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
-                 transform: str = "rank", l2: float = 1.0, min_gap: float = 0.0) -> Combination:
-    """RankNet-style linear pairwise logistic ranker on the history's datasets (never on
-    ``exclude``, the dataset being ranked): minimise
-    ``sum_d sum_{acc_i > acc_j} g_ij log(1 + exp(-w . (z_i - z_j))) / sum g + l2 ||w||^2 / 2``
-    with ``g_ij`` the accuracy gap. Falls back to :func:`default_combination` (and says why)
-    when no dataset other than ``exclude`` has at least two models with different accuracy."""
+def standardised_by_dataset(scores: pd.DataFrame, history: pd.DataFrame, columns, transform: str = "rank",
+                            exclude: str | None = None) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per history dataset (never ``exclude``): the standardised inputs (models x columns, missing = 0)
+    and the accuracies of the models that have both scores and ground truth."""
     columns = list(columns)
     merged = scores.merge(history[["dataset", "model", "accuracy"]], on=["dataset", "model"])
     if exclude is not None:
         merged = merged[merged["dataset"] != exclude]
     z = standardise_frame(merged, columns, transform)
+    return {str(d): (z.loc[idx, columns].fillna(0.0).to_numpy(float), merged.loc[idx, "accuracy"].to_numpy(float))
+            for d, idx in z.groupby("dataset").groups.items()}
+
+
+def _pairs(x: np.ndarray, a: np.ndarray, min_gap: float):
+    """Feature differences and weights of every ordered pair (better, worse) of one dataset."""
+    i, j = np.nonzero(a[:, None] - a[None, :] > min_gap)
+    return x[i] - x[j], a[i] - a[j]
+
+
+def _fit_pairs(data: dict, columns, transform: str, l2: float, min_gap: float) -> Combination:
     diffs, gaps, used = [], [], []
-    for d, idx in z.groupby("dataset").groups.items():
-        dx, g = _pairs(z.loc[idx], merged.loc[idx, "accuracy"], columns, min_gap)
+    for d, (x, a) in sorted(data.items()):
+        dx, g = _pairs(x, a, min_gap)
         if len(g):
             diffs.append(dx)
             gaps.append(g)
-            used.append(str(d))
+            used.append(d)
     if not used:
         return default_combination(columns, transform)
     dx, g = np.concatenate(diffs), np.concatenate(gaps)
@@ -143,8 +157,117 @@ def fit_pairwise(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclud
 
     res = scipy.optimize.minimize(loss, np.zeros(len(columns)), jac=True, method="L-BFGS-B",
                                   options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 2000})
-    return Combination(dict(zip(columns, map(float, res.x))), transform, tuple(sorted(used)),
-                       note=f"learned from {len(used)} history dataset(s): {', '.join(sorted(used))}")
+    return Combination(dict(zip(columns, map(float, res.x))), transform, tuple(used),
+                       note=f"learned from {len(used)} history dataset(s): {', '.join(used)}",
+                       method="pairwise")
+
+
+def fit_pairwise(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
+                 transform: str = "rank", l2: float = 1.0, min_gap: float = 0.0) -> Combination:
+    """RankNet-style linear pairwise logistic ranker on the history's datasets (never on
+    ``exclude``, the dataset being ranked): minimise
+    ``sum_d sum_{acc_i > acc_j} g_ij log(1 + exp(-w . (z_i - z_j))) / sum g + l2 ||w||^2 / 2``
+    with ``g_ij`` the accuracy gap. Falls back to :func:`default_combination` (and says why)
+    when no dataset other than ``exclude`` has at least two models with different accuracy."""
+    columns = list(columns)
+    data = standardised_by_dataset(scores, history, columns, transform, exclude)
+    return _fit_pairs(data, columns, transform, l2, min_gap)
+
+
+def fit_stacking(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
+                 transform: str = "rank") -> Combination:
+    """Rank stacking: each input's weight is its mean weighted tau (scipy's weightedtau, the
+    benchmark's measure) against the accuracies of the history's datasets other than ``exclude``,
+    clipped at 0, normalised to sum 1 (an input that does not rank the history well gets none).
+    Per dataset only models with a score count; at least 3 are needed. Falls back to
+    :func:`default_combination` when no input has a positive mean tau."""
+    from scipy.stats import weightedtau
+
+    columns = list(columns)
+    merged = scores.merge(history[["dataset", "model", "accuracy"]], on=["dataset", "model"])
+    if exclude is not None:
+        merged = merged[merged["dataset"] != exclude]
+    taus: dict[str, list[float]] = {c: [] for c in columns}
+    used = set()
+    for d, part in merged.groupby("dataset"):
+        acc = part["accuracy"].to_numpy(float)
+        for c in columns:
+            v = pd.to_numeric(part[c], errors="coerce").to_numpy(float)
+            ok = np.isfinite(v) & np.isfinite(acc)
+            if ok.sum() >= 3 and np.ptp(v[ok]) > 0 and np.ptp(acc[ok]) > 0:
+                taus[c].append(float(weightedtau(v[ok], acc[ok]).statistic))
+                used.add(str(d))
+    w = {c: max(0.0, float(np.mean(t))) if t else 0.0 for c, t in taus.items()}
+    total = sum(w.values())
+    if total <= 0:
+        return default_combination(columns, transform)
+    return Combination({c: v / total for c, v in w.items()}, transform, tuple(sorted(used)),
+                       note=f"rank stacking learned from {len(used)} history dataset(s): {', '.join(sorted(used))}",
+                       method="stacking")
+
+
+#: combination models: pairwise (RankNet, centred ranks), pairwise_z (RankNet, z-scores), stacking
+#: (tau-weighted rank average), zmean / rankmean (equal weights, no learning)
+METHODS = ("pairwise", "pairwise_z", "stacking", "zmean", "rankmean")
+#: chosen by benchmarks/bench_combined.py (docs/combined.md, "Which combination")
+DEFAULT_METHOD = "pairwise"
+
+
+#: L2 strengths tried by :func:`fit_pairwise_cv`
+L2_GRID = (1.0, 0.1, 0.01, 0.001)
+
+
+def _tau(x: np.ndarray, a: np.ndarray, comb: Combination) -> float:
+    from scipy.stats import weightedtau
+
+    s = x @ np.array([comb.weights[c] for c in comb.weights])
+    if len(a) < 3 or np.ptp(s) == 0 or np.ptp(a) == 0:
+        return np.nan
+    return float(weightedtau(s, a).statistic)
+
+
+def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
+                    transform: str = "rank", grid=L2_GRID, min_gap: float = 0.0) -> Combination:
+    """:func:`fit_pairwise` with its L2 strength chosen by an inner leave-one-dataset-out over the
+    history without ``exclude``: for each strength of ``grid``, fit on all but one training dataset,
+    weighted tau on that one, mean over them; the best strength (ties: the stronger) is refitted on
+    every training dataset. With fewer than 2 training datasets, ``grid[0]``."""
+    columns = list(columns)
+    data = standardised_by_dataset(scores, history, columns, transform, exclude)
+    best, best_tau = grid[0], -np.inf
+    if len(data) >= 2:
+        for l2 in grid:
+            taus = []
+            for d, (x, a) in data.items():
+                inner = _fit_pairs({k: v for k, v in data.items() if k != d}, columns, transform, l2, min_gap)
+                taus.append(_tau(x, a, inner))
+            mean = float(np.nanmean(taus)) if np.isfinite(taus).any() else -np.inf
+            if mean > best_tau + 1e-12:
+                best, best_tau = l2, mean
+    comb = _fit_pairs(data, columns, transform, best, min_gap)
+    if not comb.learned:
+        return comb
+    return Combination(comb.weights, comb.transform, comb.fitted_on,
+                       note=f"{comb.note}; L2 {best:g} chosen by inner leave-one-dataset-out", method=comb.method)
+
+
+def fit_combination(method: str, scores: pd.DataFrame, history: pd.DataFrame | None, columns, *,
+                    exclude: str | None = None, l2: float | None = None) -> Combination:
+    """The combination ``method`` (:data:`METHODS`) fitted on the history without ``exclude``;
+    the pairwise methods choose their L2 strength by :func:`fit_pairwise_cv` unless ``l2`` is given."""
+    if method not in METHODS:
+        raise ValueError(f"combination method must be one of {METHODS}, got {method!r}")
+    columns = list(columns)
+    if method == "zmean":
+        return default_combination(columns, "zscore")
+    if method == "rankmean" or history is None or history.empty or scores is None or scores.empty:
+        return default_combination(columns, "rank")
+    if method == "stacking":
+        return fit_stacking(scores, history, columns, exclude=exclude)
+    transform = "zscore" if method == "pairwise_z" else "rank"
+    if l2 is None:
+        return fit_pairwise_cv(scores, history, columns, exclude=exclude, transform=transform)
+    return fit_pairwise(scores, history, columns, exclude=exclude, transform=transform, l2=l2)
 
 
 def combined_scores(table: pd.DataFrame, dataset: str, history: pd.DataFrame | None,
@@ -193,3 +316,56 @@ def prior_table(models, dataset: str, history: pd.DataFrame | None, *,
     size = parameters or {}
     out["size"] = [np.log10(size[m]) if size.get(m) else np.nan for m in models]
     return out.astype(float)
+
+
+def input_table(metric_scores: pd.DataFrame | None, dataset: str, models, history: pd.DataFrame | None, *,
+                metrics=(), source_accuracy=None, parameters=None) -> pd.DataFrame:
+    """The inputs of one dataset: one row per model, the ``metrics`` columns of ``metric_scores``
+    (long form: ``dataset, model, metric, score``; NaN where absent) and the priors of
+    :func:`prior_table` from ``history`` without ``dataset``."""
+    models = list(models)
+    out = pd.DataFrame(index=pd.Index(models, name="model"))
+    if metric_scores is not None and len(metric_scores):
+        part = metric_scores[metric_scores["dataset"] == dataset]
+        wide = part.pivot_table(index="model", columns="metric", values="score", aggfunc="last")
+        for m in metrics:
+            out[m] = wide[m].reindex(models).astype(float) if m in wide else np.nan
+    else:
+        for m in metrics:
+            out[m] = np.nan
+    priors = prior_table(models, dataset, history, source_accuracy=source_accuracy, parameters=parameters)
+    return pd.concat([out, priors], axis=1)
+
+
+def training_inputs(metric_scores: pd.DataFrame | None, history: pd.DataFrame, *, exclude: str | None,
+                    metrics=(), source_accuracy=None, parameters=None) -> pd.DataFrame:
+    """Inputs of every history dataset except ``exclude`` (columns ``dataset``, ``model``, inputs),
+    each with ``history_mean`` computed from the history without ``exclude`` and without the row's
+    own dataset: the ranked dataset's accuracies reach neither the targets nor the features."""
+    h = history if exclude is None else history[history["dataset"] != exclude]
+    frames = []
+    for d, part in h.groupby("dataset", sort=True):
+        t = input_table(metric_scores, d, part["model"].tolist(), h, metrics=metrics,
+                        source_accuracy=source_accuracy, parameters=parameters)
+        frames.append(t.reset_index().assign(dataset=d))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "model", *metrics, *PRIORS])
+    return pd.concat(frames, ignore_index=True)
+
+
+def rank_with_history(table: pd.DataFrame, dataset: str, history: pd.DataFrame | None,
+                      metric_scores: pd.DataFrame | None, columns, *, method: str = DEFAULT_METHOD,
+                      source_accuracy=None, parameters=None, l2: float | None = None
+                      ) -> tuple[pd.Series, Combination]:
+    """``combined`` for ``table`` (one dataset: rows = models, columns include ``columns``, priors
+    already added by :func:`input_table`), learned by ``method`` from the history without
+    ``dataset``. Columns absent from ``table`` are dropped."""
+    columns = [c for c in columns if c in table]
+    metrics = [c for c in columns if c not in PRIORS]
+    if history is None or history.empty:
+        comb = default_combination(columns, "zscore" if method == "zmean" else "rank")
+        return comb.score(table), comb
+    train = training_inputs(metric_scores, history, exclude=dataset, metrics=metrics,
+                            source_accuracy=source_accuracy, parameters=parameters)
+    comb = fit_combination(method, train, history, columns, exclude=dataset, l2=l2)
+    return comb.score(table), comb
