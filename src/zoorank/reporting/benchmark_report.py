@@ -175,7 +175,7 @@ def _html(md: str) -> str:
 
 def write_report(result: dict, out_dir, *, settings=None, header: str = "") -> dict:
     """Write the report folder (see module docstring); returns paths and the MLflow run id."""
-    from zoorank.orchestration.flows.benchmark import summary_tables
+    from zoorank.reporting.benchmark_tables import summary_tables
 
     out = Path(out_dir)
     (out / "tables").mkdir(parents=True, exist_ok=True)
