@@ -11,61 +11,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterable
 
 from zoorank.config import Settings, apply_offline_defaults
+from zoorank.pipeline.preflight import _check_locations, _check_store, _check_tracking, check_datasets, resolve_specs
 
 if TYPE_CHECKING:
     import pandas as pd
 
-    from zoorank.pipeline.stages import LeadParams
-
-
-def resolve_specs(zoo) -> list:
-    """``"default"``, a YAML path, a model id, or a list of ids / ModelSpecs -> list of specs."""
-    from zoorank.zoo import list_models, load_zoo
-
-    if isinstance(zoo, str):
-        if zoo == "default" or zoo.endswith((".yaml", ".yml")):
-            return list(load_zoo(zoo))
-        zoo = [s.strip() for s in zoo.split(",") if s.strip()]
-    specs = list(zoo)
-    known = set(list_models())
-    for s in specs:
-        if isinstance(s, str) and s not in known:
-            from zoorank.zoo import get_config
-            get_config(s)  # raises a ValueError naming the closest ids
-    return specs
-
-
-def check_datasets(datasets: list[str]) -> None:
-    """Unknown dataset ids fail here, naming the closest known ids, before any work."""
-    from zoorank.data import dataset_info
-
-    for d in datasets:
-        dataset_info(d)
-
-
-def _check_locations(settings: Settings, track: bool) -> Settings:
-    """Fail fast, before any work, on an unwritable store or an unreachable tracking URI. Returns
-    the settings to run with: an existing store that cannot be written (a read-only team cache)
-    becomes the read store in front of ``<home>/store.zarr`` (zoorank.storage.layered, says so)."""
-    settings = _check_store(settings)
-    _check_tracking(settings, track)
-    return settings
-
-
-def _check_store(settings: Settings) -> Settings:
-    """The store half of :func:`_check_locations` (no MLflow import)."""
-    from zoorank.storage.layered import open_store, resolve_read_only_store
-
-    settings = resolve_read_only_store(settings)  # creates the store, or raises StoreNotWritable naming it
-    open_store(settings).check_writable()         # a real write; a missing --read-store fails naming it
-    return settings
-
-
-def _check_tracking(settings: Settings, track: bool) -> None:
-    if track:
-        from zoorank.storage.tracking import Tracker
-
-        Tracker.from_settings(settings)  # raises TrackingUnavailable naming the URI
+__all__ = ["rank", "RankingResult", "normalise_per_class", "resolve_specs", "check_datasets"]
 
 
 def normalise_per_class(per_class) -> int | None:
@@ -96,20 +47,20 @@ class RankingResult:
     from_cache: bool = False
 
 
-def _known_run(settings, cached, subset, metrics, metric_params, lead_params) -> str | None:
+def _known_run(settings, outcomes, request) -> str | None:
     """The MLflow run that already holds this exact ranking (checked without MLflow), or None."""
-    from zoorank.pipeline.cached_ranking import ranking_params
+    from zoorank.pipeline.outcomes import ranking_params
     from zoorank.reporting.tracking_report import known_finished_run, ranking_key
 
-    outcomes = cached[0]
     key = ranking_key({o.model: o.identity for o in outcomes}, {o.dataset: o.keys["labels"] for o in outcomes},
-                      subset, metrics, ranking_params(metric_params, lead_params, metrics))
+                      request.subset, request.metric_names(),
+                      ranking_params(request.metric_params, request.stage_params, request.metric_names()))
     return known_finished_run(settings, key)
 
 
 def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: int | str | None = 100,
          split: str = "train", seed: int = 0, metrics: list[str] | None = None,
-         metric_params: dict | None = None, lead_params: LeadParams | None = None,
+         metric_params: dict | None = None, stage_params: dict | None = None,
          settings: Settings | None = None, read_store: str | None = None, device: str = "cpu", batch_size: int = 64,
          workers: int = 2, runner: str = "thread", dask_address: str | None = None,
          data_root: str | None = None, track: bool = True, new_run: bool = False,
@@ -118,6 +69,8 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     """Rank the backbones of ``zoo`` on ``dataset`` by LEAD and every baseline.
 
     ``per_class``: at most this many images per class (``None``, ``0`` or ``"all"``: every image).
+    ``metric_params``: ``{metric: {parameter: value}}``; ``stage_params``: ``{upstream stage:
+    {parameter: value}}`` (e.g. ``{"svm_logits": {"cross_fit": 0}}``; docs/pipeline.md).
     Runs the Prefect ``rank`` flow (a temporary local Prefect server unless PREFECT_API_URL
     points at a real one); intermediates are cached in the Zarr store of ``settings`` and
     results logged to its MLflow tracking URI. When every stage of every pair is already in the
@@ -125,10 +78,12 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     Returns the ranking table; ``(table, run_id)`` with ``return_run_id``; a
     :class:`RankingResult` with ``details``.
     """
-    from zoorank.pipeline import pairs as pipeline
-    from zoorank.reporting import progress
     from zoorank.pipeline.cached_ranking import pairs_from_cache, subset_notes
-    from zoorank.pipeline.stages import LeadParams, SubsetSpec
+    from zoorank.pipeline.requests import RankRequest, RunOptions
+    from zoorank.pipeline.sources import load_subset
+    from zoorank.pipeline.stages import SubsetSpec
+    from zoorank.pipeline.upstream import plan_metrics, stage_counts
+    from zoorank.reporting import progress
     from zoorank.storage.layered import open_store
 
     settings = settings or Settings.from_env()
@@ -143,42 +98,38 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
         from zoorank.metrics.registry import get_metric
         for m in metrics:
             get_metric(m)
-    metrics = list(metrics or pipeline.default_metrics())
-    metric_params = dict(metric_params or {})
-    lead_params = lead_params or LeadParams()
+    request = RankRequest(specs, datasets, SubsetSpec(split=split, per_class=per_class, seed=seed),
+                          list(metrics or []), dict(metric_params or {}), dict(stage_params or {}),
+                          zoo if isinstance(zoo, str) else None)
+    options = RunOptions(device, batch_size, data_root, track, new_run)
+    plans = plan_metrics(request.metric_names(), request.metric_params, request.stage_params)  # bad params fail here
     settings = _check_store(settings)
-    subset = SubsetSpec(split=split, per_class=per_class, seed=seed)
-    zoo_label = zoo if isinstance(zoo, str) else None
-    images = {d: pipeline.load_subset(d, subset, data_root) for d in datasets}
+    images = {d: load_subset(d, request.subset, data_root) for d in datasets}
     notes = subset_notes(images, per_class, split)
-    cached = pairs_from_cache(open_store(settings), specs, images, metrics, metric_params, lead_params, device) \
-        if use_cache_path else None
-    known_run = _known_run(settings, cached, subset, metrics, metric_params, lead_params) \
-        if cached is not None and track and not new_run else None
+    cached = pairs_from_cache(open_store(settings), specs, images, request.metric_names(), request.metric_params,
+                              request.stage_params, device) if use_cache_path else None
+    known_run = _known_run(settings, cached, request) if cached is not None and track and not new_run else None
     if known_run is None:
         _check_tracking(settings, track)   # an unreachable tracking URI fails here, before any work
     if cached is not None:
-        from zoorank.pipeline.cached_ranking import finish_ranking
+        from zoorank.orchestration.ranking_finish import finish_ranking
 
-        progress.note(f"every stage of the {len(cached[0])} pairs is cached: served from {settings.store}")
-        result = finish_ranking(settings, *cached, subset=subset, metrics=metrics, metric_params=metric_params,
-                                lead_params=lead_params, track=track and known_run is None, new_run=new_run,
-                                zoo=zoo_label)
+        progress.note(f"every stage of the {len(cached)} pairs is cached: served from {settings.store}")
+        result = finish_ranking(settings, cached, request,
+                                dataclasses.replace(options, track=track and known_run is None))
         result["run_id"] = known_run or result["run_id"]
     else:
         from zoorank.orchestration.flows.rank import rank_flow
         from zoorank.orchestration.runners import flow_settings, make_task_runner
 
         n_pairs = len(datasets) * len(specs)
-        lead = n_pairs if "lead" in metrics else 0
-        progress.plan(n_pairs, {"features": n_pairs, "svm_logits": lead, "ntk_eigenvalues": lead,
-                                "score": n_pairs * len(metrics)})
+        progress.plan(n_pairs, {"features": n_pairs, **stage_counts(plans, n_pairs),
+                                "score": n_pairs * len(request.metric_names())})
         try:
             with flow_settings():
                 flow = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address,
                                                                            memory_limit))
-                result = flow(specs, datasets, subset, metrics, metric_params, lead_params, settings, device,
-                              batch_size, data_root, track, new_run, zoo_label)
+                result = flow(request, options, settings)
         finally:
             progress.stop()
     import pandas as pd

@@ -37,7 +37,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
-__all__ = ["Settings", "apply_offline_defaults", "OFFLINE_DEFAULTS"]
+__all__ = ["Settings", "apply_offline_defaults", "OFFLINE_DEFAULTS", "DEFAULT_RANK_BY"]
+
+#: The metric a ranking is ordered by (and whose per-image scores give the tie set at the top)
+#: unless the caller says otherwise: LEAD (Hu et al., CVPR 2024).
+DEFAULT_RANK_BY = "lead"
 
 #: Environment defaults that keep Prefect and MLflow offline, quiet and patient (docs/stack.md).
 OFFLINE_DEFAULTS: dict[str, str] = {

@@ -94,7 +94,10 @@ def test_benchmark_flow_on_synthetic_zoo(prefect_server, settings, monkeypatch, 
 
 @pytest.mark.slow
 def test_lead_ablations_on_synthetic_zoo(prefect_server, settings):
-    from zoorank.orchestration.flows.benchmark import LEAD_ABLATIONS, run_benchmark, summary_tables
+    from zoorank.metrics.registry import get_metric
+    from zoorank.orchestration.flows.benchmark import run_benchmark, summary_tables
+
+    LEAD_ABLATIONS = get_metric("lead").ablations
 
     feats, truth = synthetic_zoo()
     res = run_benchmark(datasets="synth", ground_truth=truth, features=feats, metrics=["lead"], low_data=[],

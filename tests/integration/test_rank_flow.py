@@ -7,7 +7,6 @@ import pytest
 
 from zoorank.api import rank
 from zoorank.cli import main as cli_main
-from zoorank.pipeline.stages import LeadParams
 
 pytestmark = pytest.mark.integration
 
@@ -59,7 +58,7 @@ def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, 
 
     # change an NTK parameter: eigenvalues and the LEAD score recompute, features stay cached
     ntk = rank(ZOO, "digits", per_class=6, metrics=["lead"], settings=settings,
-               lead_params=LeadParams(ntk={"samples_per_class": 4}))
+               stage_params={"ntk_eigenvalues": {"samples_per_class": 4}})
     assert (ntk["cached_stages"] == 2).all()   # features + svm
 
 

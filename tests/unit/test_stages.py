@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from zoorank.pipeline import stages
+from zoorank.pipeline.upstream import PairRef, ensure_upstream, plan_metric
 from zoorank.data import load_dataset
 from zoorank.storage.arrays import ArrayStore
 
@@ -58,6 +59,12 @@ def test_per_class_is_an_upper_bound():
     assert np.array_equal(counts, np.minimum(np.bincount(whole.labels), 150)) and counts.min() < 150
 
 
+def _lead_stage(store, keys, name, params, device=None):
+    """LEAD's declared upstream stage ``name`` under ``stage_params`` ``params``."""
+    (plan,) = [s for s in plan_metric("lead", {}, {name: params}).stages if s.stage.name == name]
+    return ensure_upstream(store, plan, PairRef(keys), device=device)
+
+
 def test_features_cached_and_lead_stages_chain(tmp_path, images):
     store = ArrayStore(tmp_path / "s.zarr")
     keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
@@ -69,16 +76,17 @@ def test_features_cached_and_lead_stages_chain(tmp_path, images):
     assert second.cache_hit and model.calls == calls
     np.testing.assert_array_equal(store.get(keys.labels), images.labels)
 
-    svm = stages.ensure_svm_logits(store, keys, {"cross_fit": 2})
-    ntk = stages.ensure_ntk_eigenvalues(store, keys, {"samples_per_class": 3, "head_widths": (16, 16)})
+    svm = _lead_stage(store, keys, "svm_logits", {"cross_fit": 2})
+    ntk = _lead_stage(store, keys, "ntk_eigenvalues", {"samples_per_class": 3, "head_widths": (16, 16)})
     assert store.get(svm.key).shape == (40, 10) and store.get(ntk.key).shape == (10,)
-    lead = stages.ensure_score(store, "lead", keys, lead_inputs=(svm.key, ntk.key))
+    inputs = {"log_init": svm.key, "class_eigenvalues": ntk.key}
+    lead = stages.ensure_score(store, "lead", keys, upstream=inputs)
     direct = stages.metric_registry.score("lead", store.get(keys.features), images.labels,
                                           log_init=store.get(svm.key), class_eigenvalues=store.get(ntk.key))
     assert lead.info["score"] == pytest.approx(direct)
-    assert stages.ensure_score(store, "lead", keys, lead_inputs=(svm.key, ntk.key)).cache_hit
+    assert stages.ensure_score(store, "lead", keys, upstream=inputs).cache_hit
     # a different parameter is a different key
-    assert stages.ensure_svm_logits(store, keys, {"cross_fit": 3}).key != svm.key
+    assert _lead_stage(store, keys, "svm_logits", {"cross_fit": 3}).key != svm.key
 
 
 def test_lead_stage_keys_do_not_depend_on_the_device(tmp_path, images):
@@ -87,12 +95,12 @@ def test_lead_stage_keys_do_not_depend_on_the_device(tmp_path, images):
     store = ArrayStore(tmp_path / "s.zarr")
     keys = stages.feature_keys("meanpool@0", images.fingerprint(), has_outputs=False)
     stages.ensure_features(store, keys, lambda: MeanPool(), images)
-    first = stages.ensure_svm_logits(store, keys, {"cross_fit": 2}, device="cpu")
+    first = _lead_stage(store, keys, "svm_logits", {"cross_fit": 2}, device="cpu")
     assert not first.cache_hit and first.info["device"] == "cpu"
     # the device named in the parameters or as the argument: same key, served from cache
-    assert stages.ensure_svm_logits(store, keys, {"cross_fit": 2, "device": "cpu"}).key == first.key
+    assert _lead_stage(store, keys, "svm_logits", {"cross_fit": 2, "device": "cpu"}).key == first.key
     other = "cuda" if torch.cuda.is_available() else "meta-device-never-used"
-    again = stages.ensure_svm_logits(store, keys, {"cross_fit": 2}, device=other)
+    again = _lead_stage(store, keys, "svm_logits", {"cross_fit": 2}, device=other)
     assert again.cache_hit and again.key == first.key
 
 
@@ -155,3 +163,58 @@ def test_a_pairs_metrics_share_one_read_and_one_covariance(tmp_path, images):
     x, y = store.get(keys.features), store.get(keys.labels)
     for m, value in got.items():
         assert value == pytest.approx(stages.metric_registry.score(m, x, y), rel=1e-12)
+
+
+# ------------------------------------------------------------------ keys pinned before issue 12
+# Computed with the code of commit 3468b64 (ensure_svm_logits / ensure_ntk_eigenvalues /
+# ensure_score(lead_inputs=...) / benchmark.score_rows) on the fixed input below: the generic
+# stage runner must give the very same keys, so every cached entry stays valid.
+PINNED = {
+    "feature_keys": {"features": "features/b7bac9231647c631190f155b", "labels": "labels/7ac98927a7a69af4ab431440",
+                     "source_probs": "source_probs/2c0cc7d6fd2e8acf8d98bd7d",
+                     "sample_ids": "sample_ids/6ae25da223663ccb049c4526"},
+    "svm": "svm_logits/f570f211537a50a8b27c5678", "ntk": "ntk_eigenvalues/cb434120f03bd8027bb5cf3b",
+    "svm_cross_fit0": "svm_logits/a6093772d0e6f8a0c9d3fc3e",
+    "scores": {"lead": "scores/c2ade9710bb62557f8dde81d", "logme": "scores/25dcbdfb37757be94f8797ba",
+               "leep": "scores/e49bdda09cb0443660ded755", "nleep": "scores/1efd16a50d660b2ac2359a78",
+               "transrate": "scores/9cca9c47de001b1292741f00", "lead_eta": "scores/e9d9e863b8ac9958dba11ecc"},
+    "rows": {"logme": "scores/7e9ad25e5bfd7ad97e6a138a", "nleep": "scores/ae43a0af5e0110a50bac0dbf"},
+}
+
+
+def _pinned_input(tmp_path):
+    rng = np.random.default_rng(0)
+    n, d, k = 24, 5, 3
+    arrays = {"features": rng.normal(size=(n, d)).astype(np.float32),
+              "labels": np.repeat(np.arange(k), n // k).astype(np.int64),
+              "source_probs": rng.dirichlet(np.ones(4), size=n).astype(np.float32),
+              "sample_ids": (np.arange(n) * 7 + 3).astype(np.int64)}
+    store = ArrayStore(tmp_path / "s.zarr")
+    keys = stages.feature_keys("toy-model@abc", "toy-dataset-fp", True)
+    for name, a in arrays.items():
+        store.put(getattr(keys, name), a)
+    return store, keys
+
+
+def test_cache_keys_are_the_ones_written_before_the_generic_stages(tmp_path):
+    from zoorank.pipeline.pair_run import score_pair
+    from zoorank.pipeline.upstream import plan_metrics
+
+    store, keys = _pinned_input(tmp_path)
+    assert vars(keys) == PINNED["feature_keys"]
+    pair = PairRef(keys, "toy-model@abc", "toy-dataset-fp")
+    plans = plan_metrics(["lead", "logme", "leep", "nleep", "transrate"])
+    results, scores, upstream = score_pair(store, pair, plans)
+    assert {r.stage: r.key for r in results} == {"svm_logits": PINNED["svm"], "ntk_eigenvalues": PINNED["ntk"]}
+    assert upstream == {"lead": {"log_init": PINNED["svm"], "class_eigenvalues": PINNED["ntk"]}}
+    assert {m: r.key for m, r in scores.items()} == {m: PINNED["scores"][m] for m in scores}
+    # LEAD's own keyword reaches the score (not a stage); a stage parameter reaches the stage
+    _, eta, _ = score_pair(store, pair, plan_metrics(["lead"], {"lead": {"eta_t": 3.0}}))
+    assert eta["lead"].key == PINNED["scores"]["lead_eta"]
+    assert _lead_stage(store, keys, "svm_logits", {"cross_fit": 0}).key == PINNED["svm_cross_fit0"]
+    routed = plan_metric("lead", {"cross_fit": 0})
+    assert routed.score_params == {} and routed.stages[0].params == {"cross_fit": 0}
+    # the benchmark's row subsets (formerly benchmark.score_rows): same keys
+    rows = np.arange(0, 24, 2)
+    for m in ("logme", "nleep"):
+        assert stages.ensure_score(store, m, keys, rows=rows).key == PINNED["rows"][m]

@@ -1,11 +1,12 @@
-"""Around the pairs of a ranking, with or without Prefect: serving a whole ranking from the cache,
-the tie sets at the top, the notes on the scored subsets, and the last step (table, tie sets,
-MLflow) shared by the rank flow and the cached path. Imports no Prefect.
+"""A whole ranking served from the cache, with or without Prefect, and what is read back around
+its pairs: the per-image scores of the recommended metric (for the tie set at the top) and the
+notes on the scored subsets. Imports no Prefect.
 
 A fully cached ranking (:func:`pairs_from_cache`) runs the very stage functions the Prefect tasks
-call (``zoorank.pipeline.stages``), on a :class:`CacheOnlyStore` whose misses raise :class:`NotCached`
-before any work starts, so either every stage of every pair is answered from the verified store
-(no Prefect server, ~1 s) or nothing was done and the Prefect flow runs as usual.
+call (``zoorank.pipeline.stages``, ``zoorank.pipeline.upstream``), on a :class:`CacheOnlyStore` whose
+misses raise :class:`NotCached` before any work starts, so either every stage of every pair is
+answered from the verified store (no Prefect server, ~1 s) or nothing was done and the Prefect
+flow runs as usual.
 """
 from __future__ import annotations
 
@@ -13,17 +14,15 @@ from dataclasses import asdict
 
 import numpy as np
 
-from zoorank.pipeline import pairs as pipeline
-
-from zoorank.pipeline import stages
+from zoorank.config import DEFAULT_RANK_BY
 from zoorank.metrics import registry as metric_registry
-from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
+from zoorank.pipeline import stages
+from zoorank.pipeline.outcomes import collect_pair
+from zoorank.pipeline.pair_run import score_pair
+from zoorank.pipeline.upstream import PairRef, plan_metrics
+from zoorank.storage.arrays import CacheMiss, CorruptEntry
 
-__all__ = ["NotCached", "CacheOnlyStore", "pairs_from_cache", "tie_sets", "subset_notes", "finish_ranking",
-           "ranking_params", "run_opener", "LEAD_SCORE_PARAMS"]
-
-#: the parameters of LEAD's last step (Eq. 7 + cross-entropy), the only ones the tie set needs
-LEAD_SCORE_PARAMS = ("eta_t", "eigenvalue_scale", "apply_softmax")
+__all__ = ["NotCached", "CacheOnlyStore", "pairs_from_cache", "image_scores", "subset_notes"]
 
 
 class NotCached(Exception):
@@ -72,21 +71,16 @@ def _no_work(*_args, **_kwargs):
     raise NotCached("a backbone would have to be loaded")
 
 
-def _pair_from_cache(store: CacheOnlyStore, spec, dataset: dict, images, metrics: list[str],
-                     metric_params: dict, lead_params: stages.LeadParams, device: str):
-    model = _identity(spec, store)
-    keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
-    feat = stages.ensure_features(store, keys, _no_work, images, device=device)
-    lead_results, lead_inputs = [], None
-    if "lead" in metrics:
-        svm = stages.ensure_svm_logits(store, keys, lead_params.svm, device=device)
-        ntk = stages.ensure_ntk_eigenvalues(store, keys, lead_params.ntk, device=device)
-        lead_results, lead_inputs = [asdict(svm), asdict(ntk)], (svm.key, ntk.key)
-    scores = {m: asdict(stages.ensure_score(store, m, keys, params=metric_params.get(m, {}),
-                                            lead_inputs=lead_inputs if m == "lead" else None)) for m in metrics}
-    outcome = pipeline.collect_pair(model, dataset, {"keys": asdict(keys), "result": asdict(feat)},
-                                    lead_results, scores)
-    return outcome, lead_inputs
+class _CachedSources:
+    """The scored images in memory; a backbone would mean work (:class:`NotCached`)."""
+
+    def __init__(self, images):
+        self._images = images
+
+    def images(self):
+        return self._images
+
+    load_backbone = staticmethod(_no_work)
 
 
 def _identity(spec, store):
@@ -96,44 +90,48 @@ def _identity(spec, store):
 
 
 def pairs_from_cache(store, specs: list, images: dict, metrics: list[str], metric_params: dict | None = None,
-                     lead_params: stages.LeadParams | None = None, device: str = "cpu"):
-    """Every (model, dataset) pair from the cache: ``(outcomes, lead_keys)`` with
-    ``lead_keys[(model, dataset)] = (svm_logits key, ntk_eigenvalues key)``, or ``None`` as
-    soon as one stage is missing (nothing computed). ``store``: an ArrayStore or a layered one;
+                     stage_params: dict | None = None, device: str = "cpu"):
+    """Every (model, dataset) pair from the cache: a list of PairOutcome, or ``None`` as soon as
+    one stage is missing (nothing computed). ``store``: an ArrayStore or a layered one;
     ``images``: ``{dataset id: scored images}``."""
     store = CacheOnlyStore(store)
-    lead_params = lead_params or stages.LeadParams()
-    outcomes, lead_keys = [], {}
+    plans = plan_metrics(metrics, metric_params, stage_params)
+    outcomes = []
     try:
         for d, imgs in images.items():
             dataset = {"dataset": d, "fingerprint": imgs.fingerprint()}
             for spec in specs:
-                outcome, lead = _pair_from_cache(store, spec, dataset, imgs, metrics, dict(metric_params or {}),
-                                                 lead_params, device)
-                outcomes.append(outcome)
-                if lead is not None:
-                    lead_keys[(outcome.model, d)] = lead
+                model = _identity(spec, store)
+                keys = stages.feature_keys(model["identity"], dataset["fingerprint"], model["has_outputs"])
+                feat = stages.ensure_features(store, keys, _no_work, imgs, device=device)
+                pair = PairRef(keys, model["identity"], dataset["fingerprint"], f"{model['model']} / {d}")
+                results, scores, upstream = score_pair(store, pair, plans, device=device,
+                                                       sources=_CachedSources(imgs))
+                outcomes.append(collect_pair(model, dataset, asdict(keys), [feat, *results], scores, upstream))
     except NotCached:
         return None
-    return outcomes, lead_keys
+    return outcomes
 
 
-def tie_sets(store: ArrayStore, outcomes: list, lead_keys: dict, lead_score_params: dict | None = None,
-             n_boot: int = 1000, seed: int = 0) -> dict:
-    """``{dataset: TieSet}`` from the per-image LEAD scores of every pair with a LEAD score
-    (:func:`zoorank.reporting.ties.top_tie_set` over the cached SVM logits and eigenvalues)."""
-    from zoorank.reporting.ties import lead_image_scores, top_tie_set
-
-    params = {k: v for k, v in (lead_score_params or {}).items() if k in LEAD_SCORE_PARAMS}
-    by_dataset: dict[str, dict[str, np.ndarray]] = {}
+def image_scores(store, outcomes: list, metric_params: dict | None = None,
+                 rank_by: str = DEFAULT_RANK_BY) -> dict[str, dict[str, np.ndarray]]:
+    """``{dataset: {model: per-image scores}}`` of the metric ``rank_by`` (its declared
+    :class:`~zoorank.metrics.registry.ImageScores`, whose mean is the score) from each pair's cached
+    upstream outputs; empty when the metric declares none."""
+    spec = metric_registry.get_metric(rank_by)
+    if spec.image_scores is None:
+        return {}
+    fn = spec.image_scores.fn
+    params = {k: v for k, v in (metric_params or {}).get(rank_by, {}).items() if k in spec.image_scores.params}
+    out: dict[str, dict[str, np.ndarray]] = {}
     for o in outcomes:
-        lead = lead_keys.get((o.model, o.dataset))
-        if lead is None or not np.isfinite(o.scores.get("lead", np.nan)):
+        up = o.upstream.get(rank_by)
+        if not up or not np.isfinite(o.scores.get(rank_by, np.nan)):
             continue
-        labels = store.get(o.keys["labels"])
-        by_dataset.setdefault(o.dataset, {})[o.model] = lead_image_scores(store.get(lead[0]), labels,
-                                                                          store.get(lead[1]), **params)
-    return {d: top_tie_set(s, n_boot=n_boot, seed=seed) for d, s in by_dataset.items()}
+        inputs = {kw: store.get(k) for kw, k in up.items()}
+        out.setdefault(o.dataset, {})[o.model] = np.asarray(fn(labels=store.get(o.keys["labels"]), **inputs,
+                                                              **params))
+    return out
 
 
 def subset_notes(images: dict, per_class: int | None, split: str) -> dict[str, list[str]]:
@@ -151,58 +149,3 @@ def subset_notes(images: dict, per_class: int | None, split: str) -> dict[str, l
             notes[d] = [f"{len(short)} of {imgs.n_classes} classes have fewer than {per_class} images in the "
                         f"{split} split and are used whole ({listed}{more}); --per-class is an upper bound"]
     return notes
-
-
-def finish_ranking(settings: Settings, outcomes: list, lead_keys: dict, *, subset: stages.SubsetSpec,
-                   metrics: list[str], metric_params: dict, lead_params: stages.LeadParams, track: bool,
-                   new_run: bool, run=None, zoo: str | None = None) -> dict:
-    """Table, tie sets and MLflow logging of finished pairs (the flow's last step, and the whole
-    of a ranking served from the cache). Returns the flow's result dict."""
-    try:
-        table = pipeline.ranking_table(outcomes, metrics)
-        from zoorank.storage.layered import open_store  # behind settings.read_store when set
-
-        ties = tie_sets(open_store(settings), outcomes, lead_keys, metric_params.get("lead", {}))
-    except BaseException as exc:
-        if run is not None:
-            run.__exit__(type(exc), exc, exc.__traceback__)
-        raise
-    run_id = None
-    if track:
-        from zoorank.reporting.tracking_report import log_ranking
-
-        run_id = log_ranking(settings, outcomes, table, subset=subset, metrics=metrics,
-                             params=ranking_params(metric_params, lead_params, metrics), new_run=new_run,
-                             ties=ties, run=run, zoo=zoo)
-    return {"table": table.to_dict("records"), "run_id": run_id, "pairs": [asdict(o) for o in outcomes],
-            "ties": {d: t.as_dict() for d, t in ties.items()}}
-
-
-def ranking_params(metric_params: dict, lead_params: stages.LeadParams, metrics: list[str] | None = None) -> dict:
-    """The parameters that enter a ranking's logical key (MLflow run reuse): with ``metrics``,
-    their code versions too, so that a metric whose results changed gets a new run instead of
-    the old, finished one being reported."""
-    params = {"metric_params": metric_params, "lead": asdict(lead_params)}
-    if metrics is not None:
-        params["metric_versions"] = {m: metric_registry.get_metric(m).version for m in metrics}
-    return params
-
-
-def run_opener(settings: Settings, subset: stages.SubsetSpec, metrics: list[str], params: dict,
-               new_run: bool, zoo: str | None):
-    """``open_run(models, datasets)`` for :func:`_flow_body`: opens the MLflow parent run and
-    hands it to ``zoorank.support.interrupt`` (Ctrl-C marks it KILLED)."""
-    from zoorank.support import interrupt
-    from zoorank.reporting.tracking_report import open_ranking
-
-    def open_run(models: list[dict], dsets: dict[str, dict]):
-        labels_keys = {}
-        for d, ds in dsets.items():
-            m = models[0]
-            labels_keys[d] = stages.feature_keys(m["identity"], ds["fingerprint"], m["has_outputs"]).labels
-        run = open_ranking(settings, {m["model"]: m["identity"] for m in models}, labels_keys, subset=subset,
-                           metrics=metrics, params=params, new_run=new_run, zoo=zoo)
-        interrupt.watch(run)
-        return run
-
-    return open_run

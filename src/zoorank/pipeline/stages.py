@@ -7,10 +7,12 @@ verified one exists, and otherwise computes it and publishes it atomically. They
 not arrays, so Prefect tasks (``zoorank.orchestration.tasks``) are thin wrappers around them, and the
 same functions run without Prefect (benchmarks compare the two).
 
-Data flow: dataset + model -> features (+ source_probs, + sample_ids) -> svm_logits,
-ntk_eigenvalues -> one score per metric. ``sample_ids`` are the images' positions in the
-dataset's canonical order: metrics that pick folds, subsets or an order pick them by these
-identities, never by feature values (docs/science.md, "Sample identity").
+Data flow: dataset + model -> features (+ source_probs, + sample_ids) -> the upstream stages a
+metric declares (``zoorank.metrics.registry.Upstream``, run by ``zoorank.pipeline.upstream``)
+-> one score per metric (:func:`ensure_score`, the one scoring path: whole pairs and row
+subsets alike). ``sample_ids`` are the images' positions in the dataset's canonical order:
+metrics that pick folds, subsets or an order pick them by these identities, never by feature
+values (docs/science.md, "Sample identity"). Stages, keys and declaring a stage: docs/pipeline.md.
 """
 from __future__ import annotations
 
@@ -22,7 +24,7 @@ import numpy as np
 from zoorank.support.faults import kill_point
 from zoorank.metrics import registry as metric_registry
 from zoorank.storage.arrays import ArrayStore, CacheMiss, CorruptEntry
-from zoorank.storage.keys import content_key
+from zoorank.storage.keys import content_digest, content_key
 
 PREPROCESSING_VERSION = "rgb-uint8-bilinear-antialias-v1"
 
@@ -59,14 +61,6 @@ class FeatureKeys:
     labels: str
     source_probs: str | None
     sample_ids: str | None = None
-
-
-@dataclass(frozen=True)
-class LeadParams:
-    """Parameters of LEAD's cached stages (see zoorank.metrics.lead for meaning and defaults)."""
-
-    svm: dict = field(default_factory=dict)
-    ntk: dict = field(default_factory=dict)
 
 
 def _timed(stage: str, key: str, hit: bool, start: float, **info) -> StageResult:
@@ -107,7 +101,7 @@ def feature_keys(model_identity: str, dataset_fingerprint: str, has_outputs: boo
     )
 
 
-def _put_sample_ids(store: ArrayStore, keys: FeatureKeys, images) -> None:
+def ensure_sample_ids(store: ArrayStore, keys: FeatureKeys, images) -> None:
     """Publish the images' canonical dataset positions (cheap: no backbone, no pixels)."""
     if keys.sample_ids is not None and not store.exists(keys.sample_ids):
         store.put(keys.sample_ids, np.asarray(images.rows, dtype=np.int64))
@@ -138,7 +132,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     start = time.perf_counter()
     wanted = [keys.labels, keys.features] + ([keys.source_probs] if keys.source_probs else [])
     if all(store.exists(k) for k in wanted):
-        _put_sample_ids(store, keys, images)
+        ensure_sample_ids(store, keys, images)
         return _timed("features", keys.features, True, start)
     from zoorank.compute.extract import extract_features
 
@@ -152,7 +146,7 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
         raise ValueError(f"backbone produced NaN/inf features for {bad} of {len(feats)} images "
                          f"(dataset {images.dataset_id!r}); nothing was cached")
     store.put(keys.labels, np.asarray(images.labels, dtype=np.int64))
-    _put_sample_ids(store, keys, images)
+    ensure_sample_ids(store, keys, images)
     if keys.source_probs is not None:
         if result.source_probs is None:
             raise ValueError("backbone declared source-task outputs but returned none")
@@ -162,40 +156,9 @@ def ensure_features(store: ArrayStore, keys: FeatureKeys, load_backbone, images,
     return _timed("features", keys.features, False, start, n=int(feats.shape[0]), dim=int(feats.shape[1]))
 
 
-def _lead_stage(store: ArrayStore, stage: str, keys: FeatureKeys, params: dict, compute: str,
-                device: str | None = None) -> StageResult:
-    """Where LEAD's cached stages compute is not part of their keys: the CPU and GPU paths run
-    the same torch code and agree to float32 rounding (measured on an H100: LEAD score equal to
-    the CPU one to 5e-10), so one cache entry serves both. ``compute`` names the function of
-    :mod:`zoorank.metrics.lead`; that torch module is imported only on a cache miss."""
-    start = time.perf_counter()
-    params = dict(params)
-    device = params.pop("device", None) or device or "cpu"
-    key = content_key(stage, **upstream_checksums(store, keys, ("features", "labels", "sample_ids")),
-                      params=params)
-    if store.exists(key):
-        return _timed(stage, key, True, start)
-    from zoorank.metrics import lead
-
-    ids = store.get(keys.sample_ids) if keys.sample_ids is not None else None
-    value = getattr(lead, compute)(store.get(keys.features), store.get(keys.labels), **params, device=device,
-                    sample_ids=ids)
-    kill_point(stage)
-    store.put(key, np.asarray(value, dtype=np.float64))
-    return _timed(stage, key, False, start, device=str(device))
-
-
-def ensure_svm_logits(store: ArrayStore, keys: FeatureKeys, params: dict | None = None, *,
-                      device: str | None = None) -> StageResult:
-    """LEAD stage 2: initial logits from a multi-class SVM (zoorank.metrics.lead.svm_logits),
-    on ``device`` (the closed-form least-squares SVM is torch: a GPU when the pipeline has one)."""
-    return _lead_stage(store, "svm_logits", keys, dict(params or {}), "svm_logits", device)
-
-
-def ensure_ntk_eigenvalues(store: ArrayStore, keys: FeatureKeys, params: dict | None = None, *,
-                           device: str | None = None) -> StageResult:
-    """LEAD stages 3-5: per-class mean NTK eigenvalue of a random head (class_ntk_eigenvalues)."""
-    return _lead_stage(store, "ntk_eigenvalues", keys, dict(params or {}), "class_ntk_eigenvalues", device)
+def rows_digest(rows) -> str:
+    """Identity of a row subset of a pair (a low-data subset of the benchmark) in score keys."""
+    return content_digest("scores", rows=np.asarray(rows, dtype=np.int64))
 
 
 def score_key(spec: "metric_registry.Metric", upstream: dict, params: dict) -> str:
@@ -206,25 +169,34 @@ def score_key(spec: "metric_registry.Metric", upstream: dict, params: dict) -> s
 
 
 def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: dict | None = None,
-                 lead_inputs: tuple[str, str] | None = None, pair_inputs: dict | None = None) -> StageResult:
+                 upstream: dict[str, str] | None = None, rows=None,
+                 pair_inputs: dict | None = None) -> StageResult:
     """Score one metric on cached inputs; the record holds ``{"score": x}`` or ``{"error": msg}``.
 
-    A metric that fails on this pair is recorded as failed with its reason (and not retried
-    until its inputs or parameters change); the other metrics go on. A metric that needs
-    source-task probabilities is skipped (no work, ``info["skipped"]``) for a backbone without
-    a source-task head. ``pair_inputs``: a dict shared by the calls for one pair; the arrays read
-    from the store and the statistics several metrics share (``metrics._shared.PairStats``) are
-    kept there, so they are read and computed once per pair, not once per metric.
+    ``upstream``: ``{keyword: key}`` of the metric's upstream stage outputs
+    (``zoorank.pipeline.upstream``), passed to the metric under their keywords; their checksums
+    enter the score key. ``rows``: score only these rows of the pair (the benchmark's low-data
+    subsets): their digest enters the key; the metric then runs whole on the subset (its
+    upstream stages, if any, computed inside it). A metric that fails on this pair is recorded as
+    failed with its reason (and not retried until its inputs or parameters change); the other
+    metrics go on. A metric that needs source-task probabilities is skipped (no work,
+    ``info["skipped"]``) for a backbone without a source-task head. ``pair_inputs``: a dict shared
+    by the calls for one pair; the arrays read from the store and the statistics several metrics
+    share (``metrics._shared.PairStats``) are kept there, so they are read and computed once per
+    pair, not once per metric.
     """
     start = time.perf_counter()
     spec = metric_registry.get_metric(metric)
     params = dict(params or {})
+    upstream = dict(upstream or {})
     if "source_probs" in spec.needs and keys.source_probs is None:
         return _timed("score", metric, True, start, skipped="the model has no source-task outputs")
-    upstream = upstream_checksums(store, keys, metric_inputs(spec))
-    if metric == "lead" and lead_inputs is not None:
-        upstream["log_init"], upstream["class_eigenvalues"] = (store.checksum(k) for k in lead_inputs)
-    key = score_key(spec, upstream, params)
+    parts = upstream_checksums(store, keys, metric_inputs(spec))
+    if rows is not None:
+        rows = np.asarray(rows, dtype=np.int64)
+        parts["rows"] = rows_digest(rows)
+    parts.update({kw: store.checksum(k) for kw, k in upstream.items()})
+    key = score_key(spec, parts, params)
     try:
         return _timed("score", key, True, start, **store.get_record(key))
     except (CacheMiss, CorruptEntry):
@@ -234,18 +206,16 @@ def ensure_score(store: ArrayStore, metric: str, keys: FeatureKeys, *, params: d
     def read(name: str):
         if name not in shared:
             shared[name] = store.get(getattr(keys, name))
-        return shared[name]
+        return shared[name] if rows is None else shared[name][rows]
 
     features, labels = read("features"), read("labels")
-    inputs = {n: read(n) for n in ("source_probs", "sample_ids") if n in upstream}
-    if "stats" in spec.optional:
+    inputs = {n: read(n) for n in ("source_probs", "sample_ids") if n in parts}
+    if "stats" in spec.optional and rows is None:
         if "stats" not in shared:
             from zoorank.metrics._shared import PairStats
             shared["stats"] = PairStats(features, labels)
         inputs["stats"] = shared["stats"]
-    if "log_init" in upstream:
-        inputs["log_init"] = store.get(lead_inputs[0])
-        inputs["class_eigenvalues"] = store.get(lead_inputs[1])
+    inputs.update({kw: store.get(k) for kw, k in upstream.items()})
     try:
         value = {"score": metric_registry.score(metric, features, labels, **inputs, **params)}
     except (ValueError, np.linalg.LinAlgError, ArithmeticError) as exc:

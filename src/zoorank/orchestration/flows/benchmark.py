@@ -10,161 +10,119 @@ Per dataset:
 * **low data** -- N/K in ``low_data`` (default 2, 5, 10), ``repeats`` (5) seeded per-class subsets of
   the ranked images (the same rows for every model); every metric re-scored on each subset ->
   mean and std of weighted tau per metric;
-* **LEAD ablations** -- one LEAD option changed at a time from the defaults (``eta_t`` sweep,
-  ``samples_per_class`` sweep, SVM normalisation, cross-fitting, eigenvalue scaling, feature
-  normalisation) -> weighted tau per variant.
+* **ablations** -- for each metric that declares them (``zoorank.metrics.registry.Metric.ablations``;
+  LEAD: the ``eta_t`` and ``samples_per_class`` sweeps, SVM normalisation, cross-fitting,
+  eigenvalue scaling, feature normalisation), one option changed at a time from the defaults
+  -> weighted tau per variant.
 
 Bad input is reported, never silently dropped: pairs without ground truth are listed and tau is
 computed on the rest; a metric that fails on a pair is listed with its reason and left out of
 that metric's tau only; with fewer than 3 models tau is undefined and the row says so.
 
 Scores computed here (low data, ablations, and everything for a *synthetic zoo* given as
-``features=``) are store records under ``stages.score_key(metric, upstream=<array checksums and
-row digest>, params)``, one Prefect task per (dataset, model, regime).
+``features=``) go through the one scoring path, ``zoorank.pipeline.stages.ensure_score`` (row
+subsets: ``rows=``; an ablation: the metric's upstream stages under the variant's parameters):
+store records under content keys; one Prefect task per (dataset, model).
 
 Python: :func:`run_benchmark`; CLI: ``zoorank benchmark``; report: :mod:`zoorank.reporting.benchmark_report`.
 """
 from __future__ import annotations
 
-import math
 import time
-from dataclasses import asdict
 
 import numpy as np
 import pandas as pd
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
 
 from zoorank.config import Settings, apply_offline_defaults
-
-apply_offline_defaults()
-
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from zoorank.pipeline import stages  # noqa: E402
-from zoorank.metrics import registry as metric_registry  # noqa: E402
-from zoorank.storage.arrays import ArrayStore  # noqa: E402
-from zoorank.storage.keys import content_key  # noqa: E402
+from zoorank.metrics import registry as metric_registry
+from zoorank.pipeline import stages
+from zoorank.pipeline.requests import BenchmarkRequest, RunOptions
+from zoorank.pipeline.upstream import PairRef, plan_metric
+from zoorank.storage.arrays import ArrayStore
+from zoorank.storage.keys import content_key
 # the pure tables (evaluation against ground truth) live in reporting/; re-exported here
-from zoorank.reporting.benchmark_tables import MEASURES, evaluate_scores, mean_table, summary_tables  # noqa: E402,F401
+from zoorank.reporting.benchmark_tables import MEASURES, evaluate_scores, mean_table, summary_tables  # noqa: F401
+from zoorank.reporting.truth import load_truth  # noqa: F401  (moved to reporting; re-exported)
 
 LOW_DATA = (2, 5, 10)
 
-#: LEAD ablations: (group, label, lead_score keyword overrides). One option changed at a time.
-LEAD_ABLATIONS: tuple[tuple[str, str, dict], ...] = (
-    *(("eta_t", f"eta_t={v:g}", {"eta_t": v}) for v in (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)),
-    *(("samples_per_class", f"S={v}", {"samples_per_class": v}) for v in (2, 5, 10, 64)),
-    *(("normalisation", f"svm norm={v}", {"normalisation": v}) for v in ("platt", "softmax", "temperature")),
-    ("cross_fit", "cross_fit=0 (in-sample)", {"cross_fit": 0}),
-    ("cross_fit", "cross_fit=5 (out-of-fold)", {"cross_fit": 5}),
-    *(("eigenvalue_scale", f"eig scale={v}", {"eigenvalue_scale": v}) for v in ("mean", "max", "none")),
-    *(("svm_feature_norm", f"svm features={v}", {"svm_feature_norm": v}) for v in ("standard", "l2", "none")),
-    *(("ntk_feature_norm", f"ntk features={v}", {"ntk_feature_norm": v}) for v in ("none", "l2")),
-)
-_SVM_STAGE = {"normalisation": "normalisation", "cross_fit": "cross_fit", "svm_feature_norm": "feature_norm",
-              "svm": "svm", "C": "C", "max_fit_samples": "max_fit_samples"}
-_NTK_STAGE = {"samples_per_class": "samples_per_class", "ntk_feature_norm": "feature_norm",
-              "head_widths": "head_widths", "ntk_method": "method"}
+
+# ------------------------------------------------------------------ scoring (one path: stages.ensure_score)
+def score_rows(store: ArrayStore, metric: str, keys: stages.FeatureKeys, rows, params: dict | None = None,
+               cache: dict | None = None) -> dict:
+    """Score ``metric`` on ``rows`` of a pair's stored arrays: ``{"score": x}`` or
+    ``{"error": reason}`` (a store record, so reruns are free); a metric that does not apply
+    (no source-task outputs) is reported as an error with its reason."""
+    info = dict(stages.ensure_score(store, metric, keys, params=params, rows=rows, pair_inputs=cache).info)
+    return {"error": info["skipped"]} if "skipped" in info else info
 
 
-def lead_ablation_score(store: ArrayStore, keys: stages.FeatureKeys, params: dict,
-                        lead_params: stages.LeadParams | None = None) -> dict:
-    """LEAD with ``params`` (lead_score keywords) on the full features, through the cached stages:
-    the SVM logits and NTK eigenvalues are store entries keyed by their own parameters (those of
-    the defaults are the rank flow's), so an eta_t or eigenvalue-scale variant costs only Eq. 7."""
-    lead_params = lead_params or stages.LeadParams()
-    svm = dict(lead_params.svm)
-    ntk = dict(lead_params.ntk)
-    eq7 = {}
-    for k, v in params.items():
-        if k in _SVM_STAGE:
-            svm[_SVM_STAGE[k]] = v
-        elif k in _NTK_STAGE:
-            ntk[_NTK_STAGE[k]] = v
-        else:
-            eq7[k] = v
+def ablation_score(store: ArrayStore, pair: PairRef, metric: str, params: dict,
+                   stage_params: dict | None = None) -> dict:
+    """``metric`` with ``params`` on the full features through its cached upstream stages (keyed by
+    their own parameters; those of the defaults are the rank flow's), so a variant of the score's
+    own parameters costs only the score."""
+    from zoorank.pipeline.pair_run import score_pair
+
     try:
-        s1 = stages.ensure_svm_logits(store, keys, svm)
-        s2 = stages.ensure_ntk_eigenvalues(store, keys, ntk)
-        res = stages.ensure_score(store, "lead", keys, params=eq7, lead_inputs=(s1.key, s2.key))
-        return dict(res.info)
+        _, scores, _ = score_pair(store, pair, [plan_metric(metric, params, stage_params)])
+        return dict(scores[metric].info)
     except Exception as exc:  # noqa: BLE001 - recorded, the other variants go on
         return {"error": f"{type(exc).__name__}: {exc}"}
 
 
-# ------------------------------------------------------------------ cached scoring on rows
-def _rows_digest(rows) -> str:
-    from zoorank.storage.keys import content_digest
-
-    return content_digest("scores", rows=np.asarray(rows, dtype=np.int64))
-
-
-def score_rows(store: ArrayStore, metric: str, keys: stages.FeatureKeys, rows, params: dict | None = None,
-               cache: dict | None = None) -> dict:
-    """Score ``metric`` on ``rows`` of a cached (features, labels[, source_probs]) entry; a store
-    record ``{"score": x}`` or ``{"error": reason}`` under a content key (so reruns are free)."""
-    params = dict(params or {})
-    spec = metric_registry.get_metric(metric)
-    upstream = {**stages.upstream_checksums(store, keys, stages.metric_inputs(spec)), "rows": _rows_digest(rows)}
-    if "source_probs" in spec.needs and "source_probs" not in upstream:
-        upstream["source_probs"] = None
-    key = stages.score_key(spec, upstream, params)
-    if store.has_record(key):
-        return store.get_record(key)
-    cache = cache if cache is not None else {}
-    for name in ("features", "labels", "source_probs", "sample_ids"):
-        if name not in cache:
-            k = getattr(keys, name)
-            cache[name] = store.get(k) if k else None
-    rows = np.asarray(rows)
-    inputs = {n: cache[n][rows] for n in ("source_probs", "sample_ids") if n in upstream and cache[n] is not None}
-    try:
-        value = {"score": float(metric_registry.score(metric, cache["features"][rows], cache["labels"][rows],
-                                                     **inputs, **params))}
-        if not math.isfinite(value["score"]):
-            value = {"error": f"non-finite score {value['score']}"}
-    except Exception as exc:  # noqa: BLE001 - a failing metric is recorded with its reason, others go on
-        value = {"error": f"{type(exc).__name__}: {exc}"}
-    store.put_record(key, value)
-    return value
-
-
-def _subsets(labels: np.ndarray, per_class: int, repeats: int, seed: int) -> list[np.ndarray]:
+def _low_data_scores(store, keys, labels, request: BenchmarkRequest, metrics, cache) -> list[dict]:
     from zoorank.data import low_data_subsets
 
-    return low_data_subsets(labels, per_class, repeats, random_state=seed)
+    out = []
+    for n_k in (LOW_DATA if request.low_data is None else request.low_data):
+        try:
+            subsets = low_data_subsets(labels, n_k, request.repeats, random_state=request.subset.seed)
+        except ValueError as exc:
+            out.append({"n_per_class": n_k, "error": str(exc)})
+            continue
+        for r, rows in enumerate(subsets):
+            for m in metrics:
+                out.append({"n_per_class": n_k, "repeat": r, "metric": m,
+                            **score_rows(store, m, keys, rows, request.metric_params.get(m, {}), cache)})
+    return out
+
+
+def _ablation_scores(store, pair: PairRef, request: BenchmarkRequest, metrics) -> list[dict]:
+    out = []
+    for m in metrics:
+        base = dict(request.metric_params.get(m, {}))
+        for group, label, over in metric_registry.get_metric(m).ablations:
+            out.append({"metric": m, "group": group, "variant": label,
+                        **ablation_score(store, pair, m, {**base, **over}, request.stage_params)})
+    return out
+
+
+def _metrics(request: BenchmarkRequest) -> list[str]:
+    from zoorank.pipeline.outcomes import default_metrics
+
+    return list(request.metrics or default_metrics())
 
 
 @task(name="bench-score-pair", cache_policy=NO_CACHE)
-def score_pair_task(settings: Settings, dataset: str, model: str, keys: dict, metrics: list[str],
-                    metric_params: dict, low_data: list[int], repeats: int, seed: int,
-                    ablations: bool, full: bool, lead_params: stages.LeadParams | None = None,
-                    low_metrics: list[str] | None = None) -> dict:
+def score_pair_task(settings: Settings, dataset: str, model: str, keys: stages.FeatureKeys,
+                    request: BenchmarkRequest, full: bool) -> dict:
     """All benchmark scores of one (model, dataset) pair: full data (only when ``full``, i.e. no
-    rank flow supplied them), low-data subsets, LEAD ablations."""
+    rank flow supplied them), low-data subsets, ablations."""
     store = ArrayStore(settings.store)
-    fk = stages.FeatureKeys(**keys)
+    metrics = _metrics(request)
     cache: dict = {}
-    labels = store.get(fk.labels)
-    everything = np.arange(len(labels))
+    labels = store.get(keys.labels)
     out = {"dataset": dataset, "model": model, "full": {}, "low": [], "ablation": []}
     if full:
-        for m in metrics:
-            out["full"][m] = score_rows(store, m, fk, everything, metric_params.get(m, {}), cache)
-    for n_k in low_data:
-        try:
-            subsets = _subsets(labels, n_k, repeats, seed)
-        except ValueError as exc:
-            out["low"].append({"n_per_class": n_k, "error": str(exc)})
-            continue
-        for r, rows in enumerate(subsets):
-            for m in (low_metrics or metrics):
-                out["low"].append({"n_per_class": n_k, "repeat": r, "metric": m,
-                                   **score_rows(store, m, fk, rows, metric_params.get(m, {}), cache)})
-    if ablations:
-        base = dict(metric_params.get("lead", {}))
-        for group, label, over in LEAD_ABLATIONS:
-            out["ablation"].append({"group": group, "variant": label,
-                                    **lead_ablation_score(store, fk, {**base, **over}, lead_params)})
+        everything = np.arange(len(labels))
+        out["full"] = {m: score_rows(store, m, keys, everything, request.metric_params.get(m, {}), cache)
+                       for m in metrics}
+    out["low"] = _low_data_scores(store, keys, labels, request, request.low_metrics or metrics, cache)
+    if request.ablations:
+        out["ablation"] = _ablation_scores(store, PairRef(keys, label=f"{model} / {dataset}"), request, metrics)
     return out
 
 
@@ -189,89 +147,41 @@ def put_features(store: ArrayStore, name: str, features: np.ndarray, labels: np.
     return keys
 
 
-def load_truth(ground_truth, settings: Settings, metric: str = "test_top1") -> pd.DataFrame:
-    """DataFrame / CSV path (``#`` comment lines allowed) / MLflow ground-truth run id (or ``"mlflow"``
-    for the newest) -> DataFrame ``dataset, model, accuracy``."""
-    if isinstance(ground_truth, pd.DataFrame):
-        df = ground_truth
-    elif isinstance(ground_truth, str) and ground_truth.endswith(".csv"):
-        df = pd.read_csv(ground_truth, comment="#")
-    else:
-        from zoorank.orchestration.flows.ground_truth import load_ground_truth
-
-        return load_ground_truth(settings, None if ground_truth in (None, "mlflow") else ground_truth,
-                                 metric=metric)
-    if "accuracy" not in df:
-        if metric not in df:
-            raise ValueError(f"ground truth needs an 'accuracy' or {metric!r} column; has {list(df.columns)}")
-        df = df.rename(columns={metric: "accuracy"})
-    return df[["dataset", "model", "accuracy"]]
-
-
 # ------------------------------------------------------------------ flow
-@flow(name="benchmark", log_prints=False, persist_result=False)
-def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None, features: dict | None = None,
-                   per_class: int | None = 20, split: str = "train", seed: int = 0, metrics: list[str] | None = None,
-                   metric_params: dict | None = None, lead_params: stages.LeadParams | None = None,
-                   low_data: list[int] | None = None, repeats: int = 5, ablations: bool = True,
-                   settings: Settings | None = None, device: str = "cpu", data_root: str | None = None,
-                   track: bool = True, gt_metric: str = "test_top1", low_metrics: list[str] | None = None
-                   ) -> dict:
-    """See the module docstring. ``low_metrics``: metrics of the low-data regime (default: all).
-    Either ``specs`` (real zoo, scores from the rank flow) or
-    ``features`` = ``{dataset: {model: (features, labels[, source_probs])}}`` (synthetic zoo)."""
-    from zoorank.pipeline import pairs as pipeline
+# ------------------------------------------------------------------ flow
+def _full_from_rank(settings, request: BenchmarkRequest, options: RunOptions):
+    """The rank flow's table per dataset (+ a ``skipped`` column) and each pair's feature keys."""
+    from zoorank.orchestration.flows.rank import rank_flow
 
-    settings = settings or Settings.from_env()
-    metrics = list(metrics or pipeline.default_metrics())
-    metric_params = dict(metric_params or {})
-    low_data = list(LOW_DATA if low_data is None else low_data)
-    store = ArrayStore(settings.store)
-    truth = load_truth(ground_truth, settings, gt_metric)
-    t0 = time.perf_counter()
-    full_scores: dict[str, pd.DataFrame] = {}
-    pair_keys: dict[str, dict[str, dict]] = {}
-    if specs is not None:
-        from zoorank.orchestration.flows.rank import rank_flow
+    res = rank_flow(request.rank_request(), RunOptions(options.device, options.batch_size, options.data_root,
+                                                       options.track, False), settings)
+    table = pd.DataFrame(res["table"])
+    skipped = {(p["dataset"], p["model"]): "; ".join(f"{m}: {why}" for m, why in sorted(p["skipped"].items()))
+               for p in res["pairs"]}
+    full, pair_keys = {}, {}
+    for d in request.datasets:
+        full[d] = table[table["dataset"] == d].reset_index(drop=True)
+        full[d]["skipped"] = [skipped.get((d, m), "") for m in full[d]["model"]]
+    for p in res["pairs"]:
+        pair_keys.setdefault(p["dataset"], {})[p["model"]] = stages.FeatureKeys(**p["keys"])
+    return full, pair_keys
 
-        res = rank_flow(specs, list(datasets), stages.SubsetSpec(split=split, per_class=per_class, seed=seed),
-                        metrics, metric_params, lead_params, settings, device, 64, data_root, track, False)
-        table = pd.DataFrame(res["table"])
-        for d in datasets:
-            full_scores[d] = table[table["dataset"] == d].reset_index(drop=True)
-        skipped = {(p["dataset"], p["model"]): "; ".join(f"{m}: {why}" for m, why in sorted(p["skipped"].items()))
-                   for p in res["pairs"]}
-        for d in datasets:
-            full_scores[d]["skipped"] = [skipped.get((d, m), "") for m in full_scores[d]["model"]]
-        for p in res["pairs"]:
-            pair_keys.setdefault(p["dataset"], {})[p["model"]] = p["keys"]
-    else:
-        for d, models in (features or {}).items():
-            for m, arrays in models.items():
-                pair_keys.setdefault(d, {})[m] = asdict(put_features(store, f"{d}/{m}", *arrays))
-    futs = [score_pair_task.submit(settings, d, m, k, metrics, metric_params, low_data, repeats, seed, ablations,
-                                   specs is None, lead_params, low_metrics)
-            for d in datasets for m, k in pair_keys.get(d, {}).items()]
-    outs = [f.result() for f in futs]
-    if specs is None:
-        for d in datasets:
-            rows = []
-            for o in (o for o in outs if o["dataset"] == d):
-                row = {"model": o["model"]}
-                row.update({m: v.get("score", np.nan) for m, v in o["full"].items()})
-                row["failed"] = "; ".join(f"{m}: {v['error']}" for m, v in o["full"].items() if "error" in v)
-                rows.append(row)
-            full_scores[d] = pd.DataFrame(rows)
-    # ---- full data
-    per_dataset, notes = {}, {}
+
+def _full_from_outs(datasets, outs) -> dict[str, pd.DataFrame]:
+    full = {}
     for d in datasets:
-        t = truth[truth["dataset"] == d]
-        sc = full_scores.get(d, pd.DataFrame(columns=["model"]))
-        per_dataset[d], notes[d] = evaluate_scores(sc, t[["model", "accuracy"]], metrics)
-        if t.empty:
-            notes[d].insert(0, f"no ground truth at all for dataset {d!r}")
-    # ---- low data: tau per (dataset, N/K, repeat, metric) -> mean/std per N/K and metric
-    low_rows = []
+        rows = []
+        for o in (o for o in outs if o["dataset"] == d):
+            row = {"model": o["model"], **{m: v.get("score", np.nan) for m, v in o["full"].items()}}
+            row["failed"] = "; ".join(f"{m}: {v['error']}" for m, v in o["full"].items() if "error" in v)
+            rows.append(row)
+        full[d] = pd.DataFrame(rows)
+    return full
+
+
+def _low_data_table(datasets, truth, outs, metrics, notes) -> pd.DataFrame:
+    """Weighted tau per (dataset, N/K, repeat, metric); a subset that could not be drawn -> a note."""
+    rows = []
     for d in datasets:
         t = truth[truth["dataset"] == d][["model", "accuracy"]]
         recs = [dict(r, model=o["model"]) for o in outs if o["dataset"] == d for r in o["low"]]
@@ -285,58 +195,94 @@ def benchmark_flow(datasets: list[str], ground_truth, specs: list | None = None,
             wide["failed"] = wide["model"].map(
                 lambda mm: "; ".join(f"{r.metric}: {r.error}" for r in fails[fails["model"] == mm].itertuples()))
             ev, _ = evaluate_scores(wide, t, [m for m in metrics if m in set(grp["metric"])])
-            for r in ev.itertuples():
-                low_rows.append({"dataset": d, "n_per_class": n_k, "repeat": rep, "metric": r.metric,
-                                 "weighted_tau": r.weighted_tau, "note": r.note})
-    low = pd.DataFrame(low_rows, columns=["dataset", "n_per_class", "repeat", "metric", "weighted_tau", "note"])
-    low_summary = (low.groupby(["metric", "n_per_class", "dataset"])["weighted_tau"].agg(["mean", "std", "count"])
-                   .reset_index() if len(low) else pd.DataFrame())
-    # ---- ablations
-    abl_rows = []
+            rows += [{"dataset": d, "n_per_class": n_k, "repeat": rep, "metric": r.metric,
+                      "weighted_tau": r.weighted_tau, "note": r.note} for r in ev.itertuples()]
+    return pd.DataFrame(rows, columns=["dataset", "n_per_class", "repeat", "metric", "weighted_tau", "note"])
+
+
+def _ablation_table(datasets, truth, outs) -> pd.DataFrame:
+    """Weighted tau per (dataset, metric, ablation variant)."""
+    rows = []
     for d in datasets:
         t = truth[truth["dataset"] == d][["model", "accuracy"]]
         recs = [dict(r, model=o["model"]) for o in outs if o["dataset"] == d for r in o["ablation"]]
-        for (group, variant), grp in pd.DataFrame(recs).groupby(["group", "variant"], sort=False) if recs else []:
-            sc = pd.DataFrame({"model": grp["model"], "lead": grp.get("score", np.nan)})
+        groups = pd.DataFrame(recs).groupby(["metric", "group", "variant"], sort=False) if recs else []
+        for (metric, group, variant), grp in groups:
+            sc = pd.DataFrame({"model": grp["model"], metric: grp.get("score", np.nan)})
             if "error" in grp:
-                sc["failed"] = ["lead: " + e if isinstance(e, str) else "" for e in grp["error"]]
-            ev, _ = evaluate_scores(sc, t, ["lead"])
-            abl_rows.append({"dataset": d, "group": group, "variant": variant,
-                             "weighted_tau": ev["weighted_tau"].iloc[0], "note": ev["note"].iloc[0]})
-    abl = pd.DataFrame(abl_rows, columns=["dataset", "group", "variant", "weighted_tau", "note"])
-    result = {
-        "datasets": list(datasets), "metrics": metrics,
+                sc["failed"] = [f"{metric}: " + e if isinstance(e, str) else "" for e in grp["error"]]
+            ev, _ = evaluate_scores(sc, t, [metric])
+            rows.append({"dataset": d, "metric": metric, "group": group, "variant": variant,
+                         "weighted_tau": ev["weighted_tau"].iloc[0], "note": ev["note"].iloc[0]})
+    return pd.DataFrame(rows, columns=["dataset", "metric", "group", "variant", "weighted_tau", "note"])
+
+
+@flow(name="benchmark", log_prints=False, persist_result=False)
+def benchmark_flow(request: BenchmarkRequest, options: RunOptions | None = None,
+                   settings: Settings | None = None) -> dict:
+    """See the module docstring: a real zoo (``request.models``, scores from the rank flow) or a
+    synthetic one (``request.features``)."""
+    settings = settings or Settings.from_env()
+    options = options or RunOptions()
+    metrics, datasets = _metrics(request), list(request.datasets)
+    truth = load_truth(request.ground_truth, settings, request.gt_metric)
+    t0 = time.perf_counter()
+    if request.models is not None:
+        full_scores, pair_keys = _full_from_rank(settings, request, options)
+    else:
+        full_scores, pair_keys, store = {}, {}, ArrayStore(settings.store)
+        for d, models in (request.features or {}).items():
+            for m, arrays in models.items():
+                pair_keys.setdefault(d, {})[m] = put_features(store, f"{d}/{m}", *arrays)
+    futs = [score_pair_task.submit(settings, d, m, k, request, request.models is None)
+            for d in datasets for m, k in pair_keys.get(d, {}).items()]
+    outs = [f.result() for f in futs]
+    if request.models is None:
+        full_scores = _full_from_outs(datasets, outs)
+    per_dataset, notes = {}, {}
+    for d in datasets:
+        t = truth[truth["dataset"] == d]
+        sc = full_scores.get(d, pd.DataFrame(columns=["model"]))
+        per_dataset[d], notes[d] = evaluate_scores(sc, t[["model", "accuracy"]], metrics)
+        if t.empty:
+            notes[d].insert(0, f"no ground truth at all for dataset {d!r}")
+    low = _low_data_table(datasets, truth, outs, metrics, notes)
+    low_summary = (low.groupby(["metric", "n_per_class", "dataset"])["weighted_tau"].agg(["mean", "std", "count"])
+                   .reset_index() if len(low) else pd.DataFrame())
+    return {
+        "datasets": datasets, "metrics": metrics,
         "per_dataset": {d: t.to_dict("records") for d, t in per_dataset.items()},
         "notes": notes,
         "scores": {d: s.to_dict("records") for d, s in full_scores.items()},
         "truth": truth.to_dict("records"),
         "low_data": low.to_dict("records"), "low_data_summary": low_summary.to_dict("records"),
-        "ablations": abl.to_dict("records"),
+        "ablations": _ablation_table(datasets, truth, outs).to_dict("records"),
         "seconds": time.perf_counter() - t0,
     }
-    return result
 
 
 def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *, features=None, per_class=20,
-                  split="train", seed=0, metrics=None, metric_params=None, lead_params=None, low_data=None,
+                  split="train", seed=0, metrics=None, metric_params=None, stage_params=None, low_data=None,
                   repeats=5, ablations=True, settings: Settings | None = None, device="cpu", data_root=None,
                   track=True, workers=2, runner="thread", out_dir=None, gt_metric="test_top1",
                   low_metrics=None, header: str = "") -> dict:
     """Python API of the benchmark flow; writes the report to ``out_dir`` when given (and logs it
     to MLflow when ``track``). Returns the result dict (see :func:`summary_tables`)."""
-    from zoorank.api import _check_locations, resolve_specs
     from zoorank.orchestration.runners import flow_settings, make_task_runner
+    from zoorank.pipeline.preflight import check_locations, resolve_specs
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)
     datasets = [datasets] if isinstance(datasets, str) else list(datasets)
-    specs = None if features is not None else resolve_specs(zoo)
-    _check_locations(settings, track)
+    request = BenchmarkRequest(
+        datasets, ground_truth, None if features is not None else resolve_specs(zoo), features,
+        stages.SubsetSpec(split=split, per_class=per_class, seed=seed), list(metrics or []),
+        dict(metric_params or {}), dict(stage_params or {}), None if low_data is None else list(low_data),
+        repeats, ablations, gt_metric, None if low_metrics is None else list(low_metrics))
+    check_locations(settings, track)
     with flow_settings():
         fl = benchmark_flow.with_options(task_runner=make_task_runner(runner, workers))
-        result = fl(datasets, ground_truth, specs, features, per_class, split, seed, metrics, metric_params,
-                    lead_params, low_data, repeats, ablations, settings, device, data_root, track, gt_metric,
-                    low_metrics)
+        result = fl(request, RunOptions(device=device, data_root=data_root, track=track), settings)
     if out_dir is not None:
         from zoorank.reporting.benchmark_report import write_report
 
@@ -345,4 +291,4 @@ def run_benchmark(zoo="default", datasets=("digits",), ground_truth="mlflow", *,
 
 
 __all__ = ["benchmark_flow", "run_benchmark", "evaluate_scores", "mean_table", "summary_tables", "score_rows",
-           "put_features", "load_truth", "LEAD_ABLATIONS", "MEASURES"]
+           "ablation_score", "put_features", "load_truth", "MEASURES"]

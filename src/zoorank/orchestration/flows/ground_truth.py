@@ -31,23 +31,22 @@ import time
 
 import pandas as pd
 
-from zoorank.support.faults import kill_point
+from prefect import flow, task
+from prefect.cache_policies import NO_CACHE
+
+from zoorank.compute import finetune
 from zoorank.config import Settings, apply_offline_defaults
+from zoorank.storage.arrays import ArrayStore
+from zoorank.storage.keys import content_key
+from zoorank.support.faults import kill_point
 
-apply_offline_defaults()
+#: code version of the ground-truth records' keys (gt_trial, gt_pair, gt_probe, gt_probe_head),
+#: passed to content_key explicitly: nothing is registered in STAGE_VERSIONS at import
+GT_STAGE_VERSION = 1
 
-from prefect import flow, task  # noqa: E402
-from prefect.cache_policies import NO_CACHE  # noqa: E402
-
-from zoorank.compute import finetune  # noqa: E402
-from zoorank.storage.arrays import ArrayStore  # noqa: E402
-from zoorank.storage.keys import STAGE_VERSIONS, content_key, register_stage  # noqa: E402
-
-for _stage in ("gt_trial", "gt_pair", "gt_probe", "gt_probe_head"):
-    if _stage not in STAGE_VERSIONS:
-        register_stage(_stage, 1)
-
-KIND_GT, KIND_PAIR, KIND_TRIAL = "ground_truth", "gt_pair", "gt_trial"
+from zoorank.reporting.truth import load_ground_truth  # noqa: E402,F401  (reading it back is reporting's)
+from zoorank.storage.tracking.tags import KIND_GROUND_TRUTH as KIND_GT  # noqa: E402
+from zoorank.storage.tracking.tags import KIND_GT_PAIR as KIND_PAIR, KIND_GT_TRIAL as KIND_TRIAL  # noqa: E402
 TAG_TRIAL_KEY = "zoorank.trial_key"
 #: how many times a pair whose every lr diverged is retried with lr / 10
 MAX_LR_RETRIES = 2
@@ -67,7 +66,7 @@ _PREPARED_LOCKS: dict = {}
 
 @functools.lru_cache(maxsize=16)
 def _pristine_backbone(spec):
-    from zoorank.pipeline.pairs import load_backbone
+    from zoorank.pipeline.sources import load_backbone
 
     return load_backbone(spec)
 
@@ -100,35 +99,35 @@ def _prepared_backbone(spec, dataset_id, budget, split_seed, data_root, device):
 
 @functools.lru_cache(maxsize=64)
 def _identity(spec) -> dict:
-    from zoorank.pipeline.pairs import model_identity
+    from zoorank.pipeline.sources import model_identity
 
     return model_identity(spec)
 
 
 def trial_key(identity: str, data_fingerprint: str, params: finetune.TrialParams,
               budget: finetune.Budget) -> str:
-    return content_key("gt_trial", model=identity, data=data_fingerprint, trial=params.as_dict(),
+    return content_key("gt_trial", stage_version=GT_STAGE_VERSION, model=identity, data=data_fingerprint, trial=params.as_dict(),
                        budget=budget.as_dict(), recipe=finetune.RECIPE_VERSION)
 
 
 def probe_key(identity: str, data_fingerprint: str, budget: finetune.Budget) -> str:
-    return content_key("gt_probe", model=identity, data=data_fingerprint, budget=budget.as_dict(),
+    return content_key("gt_probe", stage_version=GT_STAGE_VERSION, model=identity, data=data_fingerprint, budget=budget.as_dict(),
                        recipe=finetune.RECIPE_VERSION)
 
 
 def probe_head_key(identity: str, data_fingerprint: str, budget: finetune.Budget) -> str:
-    return content_key("gt_probe_head", model=identity, data=data_fingerprint, budget=budget.as_dict(),
+    return content_key("gt_probe_head", stage_version=GT_STAGE_VERSION, model=identity, data=data_fingerprint, budget=budget.as_dict(),
                        recipe=finetune.RECIPE_VERSION)
 
 
 def pair_key(identity: str, data_fingerprint: str, grid, seeds, budget: finetune.Budget) -> str:
-    return content_key("gt_pair", model=identity, data=data_fingerprint, grid=[list(g) for g in grid],
+    return content_key("gt_pair", stage_version=GT_STAGE_VERSION, model=identity, data=data_fingerprint, grid=[list(g) for g in grid],
                        seeds=list(seeds), budget=budget.as_dict(), recipe=finetune.RECIPE_VERSION)
 
 
 def _pair_meta(spec, dataset_id: str, budget: finetune.Budget, split_seed: int, data) -> dict:
     """What every record of a pair carries, so exported records can be grouped into pairs."""
-    from zoorank.pipeline.pairs import spec_id
+    from zoorank.pipeline.sources import spec_id
 
     return {"model": spec_id(spec), "dataset": dataset_id, "identity": _identity(spec)["identity"],
             "data_fingerprint": data.fingerprint, "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
@@ -140,73 +139,39 @@ def _finite(d: dict) -> dict:
 
 
 class _GTTracker:
-    """Find-or-create of the parent / pair / trial runs on one MlflowClient (thread-safe)."""
+    """The parent / pair / trial runs of a ground truth, found or created by their tags through the
+    Tracker's public find-or-create (``zoorank.storage.tracking``)."""
 
     def __init__(self, settings: Settings):
         from zoorank.storage.tracking import Tracker
 
         self.t = Tracker.from_settings(settings)
-        self.client = self.t.client
-
-    def _find(self, **tags) -> list:
-        flt = " and ".join(f"tags.`{k}` = '{v}'" for k, v in tags.items())
-        return self.t._search(flt)
 
     def parent(self, key: str, params: dict) -> str:
-        from zoorank.storage.tracking import _flatten
-
-        with self.t._lock():
-            runs = self._find(**{"zoorank.kind": KIND_GT, "zoorank.logical_key": key})
-            if runs:
-                self.client.update_run(runs[0].info.run_id, status="RUNNING")
-                return runs[0].info.run_id
-            run = self.client.create_run(self.t.experiment_id, run_name="ground-truth",
-                                         tags={"zoorank.kind": KIND_GT, "zoorank.logical_key": key})
-            self.t._log(run.info.run_id, params=_flatten(params))
-            return run.info.run_id
+        return self.t.find_or_create_run({"zoorank.kind": KIND_GT, "zoorank.logical_key": key},
+                                         run_name="ground-truth", params=params, reopen=True).run_id
 
     def pair(self, parent: str, model: str, dataset: str, params: dict) -> str:
-        from zoorank.storage.tracking import _flatten
-
-        with self.t._lock():
-            runs = self._find(**{"zoorank.kind": KIND_PAIR, "mlflow.parentRunId": parent,
-                                 "zoorank.model": model, "zoorank.dataset": dataset})
-            if runs:
-                return runs[0].info.run_id
-            run = self.client.create_run(self.t.experiment_id, run_name=f"{model} / {dataset}", tags={
-                "zoorank.kind": KIND_PAIR, "mlflow.parentRunId": parent, "zoorank.model": model,
-                "zoorank.dataset": dataset})
-            self.t._log(run.info.run_id, params=_flatten(params))
-            return run.info.run_id
+        return self.t.find_or_create_run({"zoorank.kind": KIND_PAIR, "mlflow.parentRunId": parent,
+                                          "zoorank.model": model, "zoorank.dataset": dataset},
+                                         run_name=f"{model} / {dataset}", params=params).run_id
 
     def trial(self, pair_run: str, key: str, model: str, dataset: str, result: dict, params: dict) -> tuple[str, bool]:
         """Log a trial run unless a finished one with this key exists under ``pair_run``."""
-        from mlflow.entities import Metric
-
-        from zoorank.storage.tracking import _flatten
-
-        with self.t._lock():
-            runs = self._find(**{"zoorank.kind": KIND_TRIAL, "mlflow.parentRunId": pair_run, TAG_TRIAL_KEY: key})
-            done = [r for r in runs if r.info.status == "FINISHED"]
-            if done:
-                return done[0].info.run_id, False
-            run = runs[0] if runs else self.client.create_run(
-                self.t.experiment_id, run_name=f"lr={result['lr']:g} wd={result['wd']:g} seed={result['seed']}",
-                tags={"zoorank.kind": KIND_TRIAL, "mlflow.parentRunId": pair_run, TAG_TRIAL_KEY: key,
-                      "zoorank.model": model, "zoorank.dataset": dataset})
-        rid = run.info.run_id
-        now = int(time.time() * 1000)
-        self.t._log(rid, params=_flatten(params), existing_params=run.data.params if runs else None)
-        curve = [Metric(name, float(v), now, int(s)) for name, field in (
-            ("train_loss", "train_loss"), ("grad_norm", "grad_norm"), ("val_top1_curve", "val_curve"))
-            for s, v in result.get(field, []) if v is not None and math.isfinite(float(v))]
-        for i in range(0, len(curve), 900):
-            self.client.log_batch(rid, metrics=curve[i:i + 900])
-        self.t._log(rid, metrics=_finite({k: result[k] for k in ("val_top1", "val_mean_class", "test_top1",
-                                                                 "test_mean_class", "seconds")})
-                    | {"diverged": float(result["diverged"])},
-                    tags={"zoorank.diverged_reason": result.get("diverged_reason", "")} if result["diverged"] else None)
-        self.client.set_terminated(rid, "FINISHED")
+        run = self.t.find_or_create_run(
+            {"zoorank.kind": KIND_TRIAL, "mlflow.parentRunId": pair_run, TAG_TRIAL_KEY: key,
+             "zoorank.model": model, "zoorank.dataset": dataset},
+            run_name=f"lr={result['lr']:g} wd={result['wd']:g} seed={result['seed']}", params=params)
+        if run.finished:
+            return run.run_id, False
+        rid = run.run_id
+        for name, fld in (("train_loss", "train_loss"), ("grad_norm", "grad_norm"), ("val_top1_curve", "val_curve")):
+            self.t.log_curve(rid, name, result.get(fld, []))
+        self.t.log_run(rid, metrics=_finite({k: result[k] for k in ("val_top1", "val_mean_class", "test_top1",
+                                                                    "test_mean_class", "seconds")})
+                       | {"diverged": float(result["diverged"])},
+                       tags={"zoorank.diverged_reason": result.get("diverged_reason", "")} if result["diverged"] else None)
+        self.t.end_run(rid, "FINISHED")
         return rid, True
 
 
@@ -304,7 +269,7 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
     Tasks are submitted dataset by dataset. Returns ``{"table": records (one per pair),
     "trials": records, "run_id": parent run id}``.
     """
-    from zoorank.pipeline.pairs import spec_id
+    from zoorank.pipeline.sources import spec_id
     from zoorank.storage.tracking import logical_key
 
     settings = settings or Settings.from_env()
@@ -380,7 +345,7 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
                        seconds=round(sum(r["seconds"] for r in results), 2),
                        cached_trials=sum(bool(r["cache_hit"]) for r in results))
             if tracker:
-                tracker.t._log(p["run"], metrics=_finite({f"gt.{k}": gt[k] for k in (
+                tracker.t.log_run(p["run"], metrics=_finite({f"gt.{k}": gt[k] for k in (
                     "test_top1", "test_mean_class", "val_top1", "se", "se_seeds", "se_test", "lp_test_top1",
                     "lp_val_top1", "n_test", "n_seeds", "n_diverged", "val_change_last20", "val_se")})
                     | {"gt.n_trials": len(results), "gt.converged": float(gt["converged"])},
@@ -388,10 +353,10 @@ def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None
                                                          "per_seed": gt["per_seed"]}),
                           "zoorank.gt_diverged": json.dumps(gt["diverged"])})
         if tracker:
-            tracker.client.set_terminated(p["run"], "FINISHED" if not errors else "FAILED")
+            tracker.t.end_run(p["run"], "FINISHED" if not errors else "FAILED")
         rows.append(row)
     if tracker:
-        tracker.client.set_terminated(parent, "FINISHED")
+        tracker.t.end_run(parent, "FINISHED")
     return {"table": rows, "trials": trials, "run_id": parent}
 
 
@@ -400,8 +365,8 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
                      split_seed: int = 0, track: bool = True, workers: int = 1, runner: str = "thread",
                      threads: int | None = None, return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
-    from zoorank.api import _check_locations, resolve_specs
     from zoorank.orchestration.runners import flow_settings, make_task_runner
+    from zoorank.pipeline.preflight import _check_locations, resolve_specs
 
     settings = settings or Settings.from_env()
     apply_offline_defaults(settings)
@@ -414,23 +379,6 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
                  split_seed, track, threads)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
-
-
-def load_ground_truth(settings: Settings, run_id: str | None = None, *, metric: str = "test_top1") -> pd.DataFrame:
-    """Ground truth back from MLflow: the pair runs (of ``run_id``, else of the newest finished
-    ground-truth run) -> DataFrame ``dataset, model, accuracy``."""
-    from zoorank.storage.tracking import Tracker
-
-    t = Tracker.from_settings(settings)
-    if run_id is None:
-        runs = t._search(f"tags.`zoorank.kind` = '{KIND_GT}'")
-        if not runs:
-            raise LookupError(f"no ground-truth run in {t.tracking_uri}; run `zoorank ground-truth` first")
-        run_id = runs[0].info.run_id
-    pairs = t._search(f"tags.`zoorank.kind` = '{KIND_PAIR}' and tags.`mlflow.parentRunId` = '{run_id}'")
-    rows = [{"dataset": r.data.tags.get("zoorank.dataset"), "model": r.data.tags.get("zoorank.model"),
-             "accuracy": r.data.metrics.get(f"gt.{metric}")} for r in pairs]
-    return pd.DataFrame(rows, columns=["dataset", "model", "accuracy"]).dropna()
 
 
 __all__ = ["ground_truth_flow", "run_ground_truth", "load_ground_truth", "finetune_trial", "probe_pair",

@@ -4,94 +4,92 @@
                  \\                  /          -> MLflow parent run opened (RUNNING)
                   extract-features (per pair)
               /          |                \\
-     svm-loginit   ntk-eigenvalues   score: the baselines (they need only the features)
+   upstream-stage  upstream-stage ...   score: the metrics without upstream stages
+   (each distinct stage the metrics declare, e.g. LEAD's SVM logits and NTK eigenvalues)
               \\          /
-           score: LEAD                      (two score tasks per pair, not one per metric)
+           score: the metrics reading them  (one score task per group of metrics, not per metric)
                           |
         ranking table + tie sets per dataset -> MLflow (parent run + nested run per pair)
 
 The parent run is opened as soon as the identities are known, so that an interrupted ranking
 leaves a run marked KILLED (``zoorank.support.interrupt``) or FAILED, never a stale RUNNING one.
+Parameters: a :class:`~zoorank.pipeline.requests.RankRequest` (what) and
+:class:`~zoorank.pipeline.requests.RunOptions` (how). Settings (environment, Prefect home) are
+applied by the caller when the flow runs (``zoorank.api.rank``), never at import.
 """
 from __future__ import annotations
 
-from zoorank.config import Settings, apply_offline_defaults
+from dataclasses import asdict
 
-apply_offline_defaults()
+from prefect import flow, get_run_logger
 
-from prefect import flow, get_run_logger  # noqa: E402
-
-from zoorank.pipeline import pairs as pipeline  # noqa: E402
-
-from zoorank.pipeline import stages
-
+from zoorank.config import Settings
 from zoorank.orchestration import tasks
-from zoorank.pipeline.cached_ranking import finish_ranking, ranking_params, run_opener  # noqa: E402
+from zoorank.orchestration.ranking_finish import finish_ranking, run_opener
+from zoorank.pipeline.outcomes import collect_pair
+from zoorank.pipeline.requests import RankRequest, RunOptions
+from zoorank.pipeline.sources import PairSource
+from zoorank.pipeline.upstream import distinct_stages, plan_metrics
 
 
-def _flow_body(settings: Settings, specs: list, datasets: list[str], subset: stages.SubsetSpec,
-               metrics: list[str], metric_params: dict, lead_params: stages.LeadParams,
-               device: str, batch_size: int, data_root: str | None, open_run=None):
-    """Submit every stage; returns ``(outcomes, lead_keys, run)`` (``run``: what ``open_run``
-    returned once identities and datasets were known)."""
-    ds_futures = {d: tasks.prepare_dataset.submit(d, subset, data_root) for d in datasets}
-    model_futures = [tasks.resolve_model.submit(settings, spec) for spec in specs]
-    baselines = [m for m in metrics if m != "lead"]
-    pending = []
-    for d, ds_f in ds_futures.items():
-        for spec, model_f in zip(specs, model_futures):
-            feat = tasks.extract_features.submit(settings, spec, model_f, ds_f, subset, data_root,
-                                                 device, batch_size)
-            svm = ntk = None
-            if "lead" in metrics:
-                svm = tasks.svm_loginit.submit(settings, feat, lead_params.svm, device)
-                ntk = tasks.ntk_eigenvalues.submit(settings, feat, lead_params.ntk, device)
-            scores = []
-            if "lead" in metrics:
-                scores.append(tasks.score.submit(settings, ["lead"], feat, metric_params, svm, ntk))
-            if baselines:
-                scores.append(tasks.score.submit(settings, baselines, feat, metric_params))
-            pending.append((model_f, ds_f, feat, [f for f in (svm, ntk) if f is not None], scores))
+def _groups(plans) -> list[list]:
+    """Metrics grouped by the upstream stages they read (those without any first)."""
+    groups: dict[tuple, list] = {}
+    for p in plans:
+        groups.setdefault(tuple(s.ident for s in p.stages), []).append(p)
+    return sorted(groups.values(), key=lambda g: bool(g[0].stages))
+
+
+def _submit_pair(settings, request: RankRequest, options: RunOptions, plans, spec, d, model_f, ds_f):
+    source = PairSource(spec, d, request.subset, options.data_root)
+    feat = tasks.extract_features.submit(settings, source, model_f, ds_f, options)
+    stage_f = {s.ident: tasks.upstream_stage.submit(settings, s, feat, source, options.device)
+               for s in distinct_stages(plans)}
+    scores = [tasks.score.submit(settings, g, feat, [stage_f[s.ident] for s in distinct_stages(g)])
+              for g in _groups(plans)]
+    return feat, stage_f, scores
+
+
+def _collect(plans, model, dataset, feat, stage_res: dict, scores: list):
+    by_metric = {m: r for f in scores for m, r in f.result().items()}
+    upstream = {p.metric: {s.stage.keyword: stage_res[s.ident].key for s in p.stages} for p in plans if p.stages}
+    return collect_pair(model, dataset, asdict(feat.pair.keys), [feat.result, *stage_res.values()],
+                        {p.metric: by_metric[p.metric] for p in plans}, upstream)
+
+
+def _flow_body(settings: Settings, request: RankRequest, options: RunOptions, open_run=None):
+    """Submit every stage; returns ``(outcomes, run)`` (``run``: what ``open_run`` returned once
+    identities and datasets were known)."""
+    plans = plan_metrics(request.metric_names(), request.metric_params, request.stage_params)
+    ds_futures = {d: tasks.prepare_dataset.submit(d, request.subset, options.data_root) for d in request.datasets}
+    model_futures = [tasks.resolve_model.submit(settings, spec) for spec in request.models]
+    pending = [(model_f, ds_f, *_submit_pair(settings, request, options, plans, spec, d, model_f, ds_f))
+               for d, ds_f in ds_futures.items() for spec, model_f in zip(request.models, model_futures)]
     # upstream first: a failed upstream task raises its own error, not "PENDING" downstream
     models = [f.result() for f in model_futures]
     dsets = {d: f.result() for d, f in ds_futures.items()}
     run = open_run(models, dsets) if open_run is not None else None
     try:
-        outcomes, lead_keys = [], {}
-        for model_f, ds_f, feat, lead_f, scores in pending:
-            model, dataset, features = model_f.result(), ds_f.result(), feat.result()
-            lead = [f.result() for f in lead_f]
-            by_metric = {m: r for f in scores for m, r in f.result().items()}
-            outcome = pipeline.collect_pair(model, dataset, features, lead, {m: by_metric[m] for m in metrics})
-            outcomes.append(outcome)
-            if lead:
-                lead_keys[(outcome.model, outcome.dataset)] = (lead[0]["key"], lead[1]["key"])
+        outcomes = []
+        for model_f, ds_f, feat_f, stage_f, scores in pending:
+            stage_res = {i: f.result() for i, f in stage_f.items()}
+            outcomes.append(_collect(plans, model_f.result(), ds_f.result(), feat_f.result(), stage_res, scores))
     except BaseException as exc:
         if run is not None:
             run.__exit__(type(exc), exc, exc.__traceback__)
         raise
-    return outcomes, lead_keys, run
+    return outcomes, run
 
 
 @flow(name="rank", log_prints=False, persist_result=False)
-def rank_flow(specs: list, datasets: list[str], subset: stages.SubsetSpec | None = None,
-              metrics: list[str] | None = None, metric_params: dict | None = None,
-              lead_params: stages.LeadParams | None = None, settings: Settings | None = None,
-              device: str = "cpu", batch_size: int = 64, data_root: str | None = None,
-              track: bool = True, new_run: bool = False, zoo: str | None = None) -> dict:
-    """Rank ``specs`` on each dataset; returns ``{"table": records, "run_id", "pairs", "ties"}``."""
+def rank_flow(request: RankRequest, options: RunOptions | None = None, settings: Settings | None = None) -> dict:
+    """Rank ``request.models`` on each of ``request.datasets``; returns ``{"table": records,
+    "run_id", "pairs", "ties"}``."""
     settings = settings or Settings.from_env()
-    subset = subset or stages.SubsetSpec()
-    metrics = list(metrics or pipeline.default_metrics())
-    metric_params = dict(metric_params or {})
-    lead_params = lead_params or stages.LeadParams()
-    opener = run_opener(settings, subset, metrics, ranking_params(metric_params, lead_params, metrics), new_run,
-                        zoo) if track else None
-    outcomes, lead_keys, run = _flow_body(settings, specs, datasets, subset, metrics, metric_params, lead_params,
-                                          device, batch_size, data_root, opener)
-    result = finish_ranking(settings, outcomes, lead_keys, subset=subset, metrics=metrics,
-                            metric_params=metric_params, lead_params=lead_params, track=track,
-                            new_run=new_run, run=run, zoo=zoo)
+    options = options or RunOptions()
+    opener = run_opener(settings, request, options) if options.track else None
+    outcomes, run = _flow_body(settings, request, options, opener)
+    result = finish_ranking(settings, outcomes, request, options, run=run)
     try:
         get_run_logger().info("ranked %d pairs; MLflow run %s", len(outcomes), result["run_id"])
     except Exception:  # noqa: BLE001 - logging is best effort

@@ -21,11 +21,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from zoorank.config import Settings, apply_offline_defaults
+from prefect import flow, get_run_logger
 
-apply_offline_defaults()
-
-from prefect import flow, get_run_logger  # noqa: E402
+from zoorank.config import Settings
 
 TAG_ZOO_FILE = "zoorank.zoo_file"
 TAG_PREVIOUS = "zoorank.previous_run"
@@ -38,10 +36,14 @@ def zoo_key(zoo: str) -> str:
     return str(Path(zoo).expanduser().resolve())
 
 
-def full_stage_count(metrics: list[str]) -> int:
-    """Stages of one pair when everything comes from cache: features (+ svm + ntk for LEAD)
-    and one score record per metric (the ``cached_stages`` column of the ranking table)."""
-    return 1 + (2 if "lead" in metrics else 0) + len(metrics)
+def full_stage_count(metrics: list[str], metric_params: dict | None = None) -> int:
+    """Stages of one pair when everything comes from cache: features, each upstream stage the
+    metrics declare (by name), and one score record per metric (the ``cached_stages`` column of
+    the ranking table)."""
+    from zoorank.pipeline.upstream import distinct_stages, plan_metrics
+
+    names = {s.stage.name for s in distinct_stages(plan_metrics(metrics, metric_params))}
+    return 1 + len(names) + len(metrics)
 
 
 def compare_rankings(previous, current) -> dict:
@@ -68,8 +70,7 @@ def previous_ranking(settings: Settings, zoo: str):
     from zoorank.storage.tracking import Tracker
 
     tracker = Tracker.from_settings(settings)
-    key = zoo_key(zoo).replace("'", "\\'")
-    runs = [r for r in tracker._search(f"tags.`{TAG_ZOO_FILE}` = '{key}' and tags.`zoorank.kind` = 'ranking'")
+    runs = [r for r in tracker.find_runs({TAG_ZOO_FILE: zoo_key(zoo), "zoorank.kind": "ranking"})
             if r.info.status == "FINISHED"]
     for run in runs:   # newest first; skip a run whose table cannot be read back
         try:
@@ -95,35 +96,36 @@ def rerank_flow(zoo: str, datasets: list[str], per_class: int | None = 100, spli
     "removed_entries", "moved", "unchanged"}``; ``recomputed_pairs`` lists ``[dataset, model]``
     of every pair that was not served entirely from the cache.
     """
-    from zoorank.pipeline import pairs as pipeline
-    from zoorank.pipeline import stages
-    from zoorank.api import _check_locations, resolve_specs
-    from zoorank.orchestration.flows.rank import rank_flow
-    from zoorank.orchestration.runners import make_task_runner
-    from zoorank.reporting.tracking_report import log_ranking
-
     import pandas as pd
 
+    from zoorank.config import apply_offline_defaults
+    from zoorank.orchestration.flows.rank import rank_flow
+    from zoorank.orchestration.runners import make_task_runner
+    from zoorank.pipeline.outcomes import PairOutcome, ranking_params
+    from zoorank.pipeline.preflight import check_locations, resolve_specs
+    from zoorank.pipeline.requests import RankRequest, RunOptions
+    from zoorank.pipeline.stages import SubsetSpec
+    from zoorank.reporting.tracking_report import log_ranking
+
     settings = _settings(home, store, tracking_uri)
+    apply_offline_defaults(settings)
     specs = resolve_specs(zoo if str(zoo).endswith((".yaml", ".yml")) else str(zoo))
-    metrics = list(metrics or pipeline.default_metrics())
-    subset = stages.SubsetSpec(split=split, per_class=per_class or None, seed=seed)
-    _check_locations(settings, True)
+    request = RankRequest(specs, list(datasets), SubsetSpec(split=split, per_class=per_class or None, seed=seed),
+                          list(metrics or []))
+    metrics = request.metric_names()
+    check_locations(settings, True)
     prev_id, prev_table = previous_ranking(settings, zoo)
 
     sub = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
-    result = sub(specs, list(datasets), subset, metrics, None, None, settings, device, batch_size,
-                 data_root, False, False)
+    result = sub(request, RunOptions(device, batch_size, data_root, track=False), settings)
     table = pd.DataFrame(result["table"])
-    outcomes = [pipeline.PairOutcome(**p) for p in result["pairs"]]
+    outcomes = [PairOutcome(**p) for p in result["pairs"]]
     full = full_stage_count(metrics)
     recomputed = sorted([r["dataset"], r["model"]] for r in result["table"] if int(r["cached_stages"]) < full)
     changes = compare_rankings(prev_table, table)
 
-    lead_params = stages.LeadParams()
-    from dataclasses import asdict
-    run_id = log_ranking(settings, outcomes, table, subset=subset, metrics=metrics,
-                         params={"metric_params": {}, "lead": asdict(lead_params)}, new_run=True)
+    run_id = log_ranking(settings, outcomes, table, subset=request.subset, metrics=metrics,
+                         params=ranking_params({}, {}), new_run=True)
     from zoorank.storage.tracking import Tracker
 
     tracker = Tracker.from_settings(settings)

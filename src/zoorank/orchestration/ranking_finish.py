@@ -1,0 +1,71 @@
+"""The last step of a ranking, shared by the rank flow and the cached path (which runs no Prefect
+and imports none from here): the table, the tie sets at the top, MLflow logging; and the opener of
+the MLflow parent run as soon as the identities are known."""
+from __future__ import annotations
+
+from dataclasses import asdict
+
+from zoorank.config import DEFAULT_RANK_BY, Settings
+from zoorank.pipeline.outcomes import ranking_params, ranking_table
+from zoorank.pipeline.requests import RankRequest, RunOptions
+from zoorank.pipeline.stages import feature_keys
+
+__all__ = ["tie_sets", "finish_ranking", "run_opener"]
+
+
+def tie_sets(store, outcomes: list, metric_params: dict | None = None, rank_by: str = DEFAULT_RANK_BY,
+             n_boot: int = 1000, seed: int = 0) -> dict:
+    """``{dataset: TieSet}`` from the per-image scores of ``rank_by`` on every pair that has them
+    (:func:`zoorank.pipeline.cached_ranking.image_scores`, :func:`zoorank.reporting.ties.top_tie_set`)."""
+    from zoorank.pipeline.cached_ranking import image_scores
+    from zoorank.reporting.ties import top_tie_set
+
+    by_dataset = image_scores(store, outcomes, metric_params, rank_by)
+    return {d: top_tie_set(s, n_boot=n_boot, seed=seed, score=rank_by) for d, s in by_dataset.items()}
+
+
+def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, options: RunOptions,
+                   run=None) -> dict:
+    """Table, tie sets and MLflow logging of finished pairs (the flow's last step, and the whole
+    of a ranking served from the cache). Returns the flow's result dict."""
+    metrics = request.metric_names()
+    try:
+        table = ranking_table(outcomes, metrics)
+        from zoorank.storage.layered import open_store  # behind settings.read_store when set
+
+        ties = tie_sets(open_store(settings), outcomes, request.metric_params)
+    except BaseException as exc:
+        if run is not None:
+            run.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    run_id = None
+    if options.track:
+        from zoorank.reporting.tracking_report import log_ranking
+
+        run_id = log_ranking(settings, outcomes, table, subset=request.subset, metrics=metrics,
+                             params=ranking_params(request.metric_params, request.stage_params, metrics),
+                             new_run=options.new_run, ties=ties, run=run, zoo=request.zoo)
+    return {"table": table.to_dict("records"), "run_id": run_id, "pairs": [asdict(o) for o in outcomes],
+            "ties": {d: t.as_dict() for d, t in ties.items()}}
+
+
+def run_opener(settings: Settings, request: RankRequest, options: RunOptions):
+    """``open_run(models, datasets)`` for the rank flow: opens the MLflow parent run and hands it
+    to ``zoorank.support.interrupt`` (Ctrl-C marks it KILLED)."""
+    from zoorank.reporting.tracking_report import open_ranking
+    from zoorank.support import interrupt
+
+    metrics = request.metric_names()
+    params = ranking_params(request.metric_params, request.stage_params, metrics)
+
+    def open_run(models: list[dict], dsets: dict[str, dict]):
+        m = models[0]
+        labels_keys = {d: feature_keys(m["identity"], ds["fingerprint"], m["has_outputs"]).labels
+                       for d, ds in dsets.items()}
+        run = open_ranking(settings, {m["model"]: m["identity"] for m in models}, labels_keys,
+                           subset=request.subset, metrics=metrics, params=params, new_run=options.new_run,
+                           zoo=request.zoo)
+        interrupt.watch(run)
+        return run
+
+    return open_run
