@@ -37,9 +37,10 @@ STORED_INPUTS = ("features", "labels", "source_probs", "sample_ids")
 
 
 def _resolve(target: str) -> Callable:
-    """``"module:function"`` inside ``zoorank.metrics`` (or a fully qualified ``zoorank.x:f``)."""
+    """``"module:function"`` inside ``zoorank.metrics`` (``"lead:lead_score"``), or a fully
+    qualified ``"package.module:function"`` (a plug-in's or a test's own metric)."""
     module, func = target.split(":")
-    name = module if module.startswith("zoorank.") else f"zoorank.metrics.{module}"
+    name = module if "." in module else f"zoorank.metrics.{module}"
     return getattr(importlib.import_module(name), func)
 
 
@@ -252,7 +253,7 @@ def score(name: str, features, labels, **inputs) -> float:
     missing = [n for n in extra if inputs.get(n) is None]
     if missing:
         raise ValueError(f"metric {name!r} needs {', '.join(missing)} (not provided)")
-    accepted = set(extra) | set(metric.optional)
+    accepted = set(extra) | set(metric.optional) | {u.keyword for u in metric.upstream}
     known = _known_inputs()
     params = metric.call_params({k: v for k, v in inputs.items() if k in accepted or k not in known})
     value = float(metric.fn(features, labels, **params))
