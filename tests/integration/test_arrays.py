@@ -477,3 +477,53 @@ def test_delete_and_prune_by_keep_and_age(store):
     report = store.prune(older_than=0.01)
     assert report.removed_entries == ["features/e0"] and report.removed_records == ["scores/r1"]
     assert store.info()["entries"] == 0
+
+
+# ----------------------------------------------------------------------------- stored format kept
+
+LEGACY_STORE = Path(__file__).resolve().parents[1] / "data" / "store_953725b"
+
+
+def _legacy_arrays() -> dict[str, np.ndarray]:
+    """What tests/data/store_953725b holds: written by the single-module arrays.py of commit
+    953725b (before the storage/arrays/ package split) with these exact calls."""
+    return {
+        "features/legacy": np.arange(7 * 3, dtype=np.float32).reshape(7, 3) / 4 - 1,
+        "labels/legacy": np.array([0, 1, 2, 0, 1, 2, 0], dtype=np.int64),
+        "features/streamed": np.repeat(np.arange(5)[:, None] * 0.5, 2, axis=1).astype(np.float64),
+    }
+
+
+def test_a_store_written_before_the_package_split_reads_and_verifies(tmp_path):
+    root = tmp_path / "old.zarr"
+    shutil.copytree(LEGACY_STORE, root)
+    old = ArrayStore(root, read_only=True)
+    assert sorted(old.list()) == sorted(_legacy_arrays())
+    assert old.list_records() == ["scores/legacy"]
+    for key, expected in _legacy_arrays().items():
+        assert old.exists(key)  # deep: marker, grid, chunk files, CRC32C, SHA-256
+        got = old.get(key)
+        assert got.dtype == expected.dtype
+        np.testing.assert_array_equal(got, expected)
+        assert old.checksum(key) == array_sha256(expected) == old.verify(key)["checksum"]
+    assert old.get_record("scores/legacy") == {"score": 0.25, "metric": "logme"}
+
+
+def test_the_split_writes_the_same_entries_as_before(tmp_path):
+    # same bookkeeping fields and values (but the write's time and writer) and the same chunk bytes
+    new = ArrayStore(tmp_path / "new.zarr")
+    new.put("features/legacy", _legacy_arrays()["features/legacy"], chunks=(3, 3))
+    with new.writer("features/streamed", (5, 2), np.float64, chunks=(2, 2)) as w:
+        for i in range(5):
+            w.append(np.full((1, 2), i * 0.5))
+    for key in ("features/legacy", "features/streamed"):
+        before = json.loads((LEGACY_STORE / key / "zarr.json").read_text())
+        after = json.loads((new.path(key) / "zarr.json").read_text())
+        volatile = {"created", "created_unix", "writer"}
+        strip = lambda meta: {**meta, "attributes": {"zoorank": {k: v for k, v in meta["attributes"]["zoorank"].items()
+                                                                 if k not in volatile}}}
+        assert strip(after) == strip(before)
+        assert set(after["attributes"]["zoorank"]) == set(before["attributes"]["zoorank"])
+        old_chunks = {p.relative_to(LEGACY_STORE / key): p.read_bytes() for p in _chunk_files(LEGACY_STORE / key)}
+        new_chunks = {p.relative_to(new.path(key)): p.read_bytes() for p in _chunk_files(new.path(key))}
+        assert new_chunks == old_chunks

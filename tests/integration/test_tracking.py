@@ -12,6 +12,7 @@ import pandas as pd
 import pytest
 
 from zoorank.config import Settings, sqlite_uri
+from zoorank.reporting.charts import ranking_chart
 from zoorank.storage.tracking import (
     RankingNotFound,
     Tracker,
@@ -58,7 +59,7 @@ def _log_ranking(tracker: Tracker, name: str, key: str | None = None):
                 cache_hits={"features": True, "svm_logits": False},
                 tags={"zoo": "tiny"},
             )
-        run.log_table(_table())
+        run.log_table(_table(), chart=ranking_chart())
     return run
 
 
@@ -132,6 +133,13 @@ def test_png_plot_is_a_png(tracker, tmp_path):
     assert Path(local).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_a_table_without_numbers_or_chart_logs_only_its_csv(tracker):
+    with tracker.start_ranking("rank-no-chart") as run:
+        words = pd.DataFrame({"model": ["a", "b"], "note": ["x", "y"]})
+        assert run.log_table(words, name="words", chart=ranking_chart()) == ["rankings/words.csv"]
+        assert run.log_table(_table(), name="plain") == ["rankings/plain.csv"]  # no chart asked for
+
+
 def test_logical_key_reuses_the_parent_and_pairs(tracker):
     key = logical_key(zoo="tiny", datasets=["fashion_mnist"], per_class=10)
     assert key == logical_key(per_class=10, datasets=["fashion_mnist"], zoo="tiny")
@@ -179,6 +187,17 @@ def test_unfinished_pair_run_is_completed(tracker):
     assert rid == half.info.run_id
     done = tracker.get_run(rid)
     assert done.info.status == "FINISHED" and done.data.metrics["score.lead"] == 0.5
+
+
+def test_ranking_key_is_pinned():
+    # the logical key of a ranking finds its MLflow parent run again: its value must not change
+    from zoorank.storage.tracking import ranking_key
+
+    subset = {"split": "train", "per_class": 20, "seed": 0}
+    key = ranking_key(["i2", "i1"], ["f1"], subset, ["logme", "lead"], {"C": 1.0})
+    assert key == "e9c2bc72186d39cab1ee9488"  # the value of pipeline.pairs.logical_key at commit 953725b
+    assert ranking_key(["i1", "i2"], ["f1"], subset, ["lead", "logme"], {"C": 1.0}) == key  # sets, not lists
+    assert ranking_key(["i1", "i2"], ["f1"], {**subset, "seed": 1}, ["lead", "logme"], {"C": 1.0}) != key
 
 
 def test_find_or_create_run_by_tags(tracker):

@@ -1,4 +1,4 @@
-"""Benchmark report: Markdown + HTML with tables and PNG plots (matplotlib, Agg backend).
+"""Benchmark report: Markdown + HTML with tables and PNG plots (:mod:`zoorank.reporting.charts`).
 
 ``write_report(result, out_dir, settings=None)`` takes the dict of
 :func:`zoorank.orchestration.flows.benchmark.benchmark_flow` and writes into ``out_dir``:
@@ -39,34 +39,14 @@ def md_table(df: pd.DataFrame, digits: int = 3, index: bool = True) -> str:
 
 
 def _plots(result: dict, tables: dict, out: Path) -> list[str]:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    """``tau_bars.png`` and one ``scatter_<dataset>.png`` per dataset with ground truth
+    (:mod:`zoorank.reporting.charts`); returns the file names written."""
+    from zoorank.reporting.charts import save_png, score_scatter_panels, tau_bars
 
     files = []
     full = tables["full"]
     if len(full):
-        ds = [c for c in full.columns if c not in ("mean", "n_datasets")]
-        metrics = list(full.index)
-        if "lead" in metrics:
-            metrics = ["lead"] + [m for m in metrics if m != "lead"]
-        fig, ax = plt.subplots(figsize=(max(8, 0.6 * len(metrics) * max(1, len(ds)) / 2.5), 4.5))
-        width = 0.8 / max(1, len(ds) + 1)
-        x = np.arange(len(metrics))
-        for i, d in enumerate([*ds, "mean"]):
-            vals = full.loc[metrics, d].to_numpy(float)
-            ax.bar(x + i * width, np.nan_to_num(vals), width, label=d,
-                   color="black" if d == "mean" else None, alpha=0.85)
-        ax.set_xticks(x + width * len(ds) / 2)
-        ax.set_xticklabels(metrics, rotation=45, ha="right")
-        ax.axhline(0, color="grey", lw=0.8)
-        ax.set_ylabel("weighted Kendall tau")
-        ax.set_title("Weighted tau vs fine-tuned accuracy, per metric and dataset")
-        ax.legend(fontsize=7, ncol=3)
-        fig.tight_layout()
-        fig.savefig(out / "tau_bars.png", dpi=110)
-        plt.close(fig)
+        save_png(tau_bars(full), out / "tau_bars.png", dpi=110)
         files.append("tau_bars.png")
     truth = pd.DataFrame(result["truth"])
     for d, recs in result["scores"].items():
@@ -76,26 +56,9 @@ def _plots(result: dict, tables: dict, out: Path) -> list[str]:
             continue
         shown = ["lead"] + [m for m in full.index if m != "lead"][:5] if len(full) else ["lead"]
         shown = [m for m in shown if m in sc]
-        n = len(shown)
-        cols = min(3, n)
-        rows = int(np.ceil(n / cols))
-        fig, axes = plt.subplots(rows, cols, figsize=(4.6 * cols, 3.8 * rows), squeeze=False)
-        for ax, m in zip(axes.flat, shown):
-            sub = sc[sc["model"].isin(t.index)][["model", m]].dropna()
-            ax.scatter(sub[m], t.loc[sub["model"]], s=18)
-            for mm, v in zip(sub["model"], sub[m]):
-                ax.annotate(mm, (v, t.loc[mm]), fontsize=6, xytext=(2, 2), textcoords="offset points")
-            tau = full.loc[m, d] if (m in full.index and d in full.columns) else np.nan
-            ax.set_title(f"{m} (weighted tau {tau:.2f})", fontsize=9)
-            ax.set_xlabel("score", fontsize=8)
-            ax.set_ylabel("fine-tuned test accuracy", fontsize=8)
-        for ax in list(axes.flat)[n:]:
-            ax.axis("off")
-        fig.suptitle(f"{d}: metric score vs fine-tuned accuracy", fontsize=10)
-        fig.tight_layout()
+        taus = {m: full.loc[m, d] if (m in full.index and d in full.columns) else np.nan for m in shown}
         name = f"scatter_{d}.png"
-        fig.savefig(out / name, dpi=100)
-        plt.close(fig)
+        save_png(score_scatter_panels(sc, t, shown, taus, f"{d}: metric score vs fine-tuned accuracy"), out / name)
         files.append(name)
     return files
 

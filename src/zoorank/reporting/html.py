@@ -8,14 +8,12 @@ metric's raw score.
 """
 from __future__ import annotations
 
-import base64
 import html
-import io
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
+from zoorank.reporting.charts import agreement_heatmap, png_data_uri, score_scatter
 from zoorank.reporting.render import fmt_cell, score_columns
 from zoorank.reporting.summary import best_baselines, compact_view, recommended_column
 
@@ -33,58 +31,11 @@ details{margin:8px 0}
 """
 
 
-def _png(fig) -> str:
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
-
-
 def agreement(part: pd.DataFrame, metrics: list[str]) -> pd.DataFrame:
     """Spearman rank correlation between the metrics' scores across the models of one dataset
     (pairs of models where both scores exist; at least 3, else NaN)."""
     scores = part[[m for m in metrics if m in part]].apply(pd.to_numeric, errors="coerce")
     return scores.corr(method="spearman", min_periods=3)
-
-
-def _heatmap(corr: pd.DataFrame, title: str) -> str:
-    from matplotlib.figure import Figure
-
-    n = len(corr)
-    fig = Figure(figsize=(1.6 + 0.42 * n, 1.2 + 0.42 * n))
-    ax = fig.add_subplot()
-    im = ax.imshow(corr.to_numpy(float), vmin=-1, vmax=1, cmap="RdBu_r")
-    ax.set_xticks(range(n), corr.columns, rotation=90, fontsize=8)
-    ax.set_yticks(range(n), corr.index, fontsize=8)
-    for i in range(n):
-        for j in range(n):
-            v = corr.iat[i, j]
-            if np.isfinite(v):
-                ax.text(j, i, f"{v:.1f}", ha="center", va="center", fontsize=6,
-                        color="white" if abs(v) > 0.6 else "black")
-    fig.colorbar(im, ax=ax, shrink=0.8, label="Spearman rho")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    return _png(fig)
-
-
-def _scatter(part: pd.DataFrame, score: str, truth: pd.Series, title: str) -> str | None:
-    from matplotlib.figure import Figure
-
-    rows = part[part["model"].isin(truth.index)][["model", score]].dropna()
-    if len(rows) < 2:
-        return None
-    fig = Figure(figsize=(5.2, 4.0))
-    ax = fig.add_subplot()
-    y = truth.loc[rows["model"]].to_numpy(float)
-    ax.scatter(rows[score], y, s=22, color="#3a6ea5")
-    for m, x, v in zip(rows["model"], rows[score], y):
-        ax.annotate(m, (x, v), fontsize=7, xytext=(3, 2), textcoords="offset points")
-    ax.set_xlabel(f"{score} score (higher = predicted better)")
-    ax.set_ylabel("fine-tuned test accuracy")
-    ax.set_title(title, fontsize=10)
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    return _png(fig)
 
 
 def _cell(v) -> str:
@@ -135,12 +86,12 @@ def html_report(table: pd.DataFrame, *, ties: dict | None = None, notes: dict | 
         figs = []
         corr = agreement(part, metrics)
         if len(corr) >= 2:
-            figs.append(f'<img alt="agreement between metrics" src="{_heatmap(corr, f"{dataset}: agreement between metrics")}">')
+            figs.append(f'<img alt="agreement between metrics" src="{png_data_uri(agreement_heatmap(corr, f"{dataset}: agreement between metrics"))}">')
         t = truth[truth["dataset"] == dataset].set_index("model")["accuracy"] if truth is not None else None
         if t is not None and len(t):
-            sc = _scatter(part, score, t, f"{dataset}: {score} vs fine-tuned accuracy")
-            if sc:
-                figs.append(f'<img alt="score against ground truth" src="{sc}">')
+            sc = score_scatter(part, score, t, f"{dataset}: {score} vs fine-tuned accuracy")
+            if sc is not None:
+                figs.append(f'<img alt="score against ground truth" src="{png_data_uri(sc)}">')
         out.append('<div class="figs">' + "".join(figs) + "</div>")
         if t is not None and len(t) and truth_note:
             out.append(f'<p class="note">{html.escape(truth_note)}</p>')

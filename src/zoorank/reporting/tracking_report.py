@@ -15,13 +15,18 @@ import re
 
 import pandas as pd
 
+from typing import TYPE_CHECKING
+
 from zoorank.config import Settings
+from zoorank.storage.tracking.tags import TAG_LOGICAL_KEY
+from zoorank.storage.tracking.values import ranking_key as _ranking_key
 from zoorank.support.faults import kill_point
-from zoorank.pipeline.pairs import PairOutcome, logical_key
-from zoorank.pipeline.stages import SubsetSpec
+
+if TYPE_CHECKING:  # types only: reporting does not import the pipeline
+    from zoorank.pipeline.outcomes import PairOutcome
+    from zoorank.pipeline.stages import SubsetSpec
 
 TIES_ARTIFACT = "ties.json"
-TAG_LOGICAL_KEY = "zoorank.logical_key"   # = zoorank.storage.tracking.TAG_LOGICAL_KEY (that module imports mlflow)
 REPORT_ARTIFACT = "report"
 
 
@@ -39,8 +44,7 @@ def ranking_key(models: dict[str, str], datasets: dict[str, str], subset: Subset
                 params: dict) -> str:
     """Logical key of a ranking (same inputs -> same key): ``models`` id -> identity,
     ``datasets`` id -> labels key."""
-    return logical_key([{"identity": i} for i in models.values()], [{"fingerprint": f} for f in datasets.values()],
-                       subset, metrics, params)
+    return _ranking_key(models.values(), datasets.values(), subset, metrics, params)
 
 
 def open_ranking(settings: Settings, models: dict[str, str], datasets: dict[str, str], *, subset: SubsetSpec,
@@ -162,6 +166,7 @@ def known_finished_run(settings: Settings, key: str) -> str | None:
 
 
 def _log_parent(parent, table: pd.DataFrame, metrics: list[str], ties: dict) -> None:
+    from zoorank.reporting.charts import ranking_chart
     from zoorank.reporting.summary import recommended_column, within_ranks
 
     tracker = parent.tracker
@@ -176,10 +181,10 @@ def _log_parent(parent, table: pd.DataFrame, metrics: list[str], ties: dict) -> 
                 per_model[f"{prefix}.rank"] = float(r)
         name = _safe(f"ranking_{dataset}")
         part = part.reset_index(drop=True)
-        parent.log_table(part, name=name, score_column=score if score in part else None, label_column="model")
+        parent.log_table(part, name=name, chart=ranking_chart(score if score in part else None, "model", name))
         tracker.client.log_table(parent.run_id, data=part, artifact_file=f"tables/{name}.json")
     tracker.log_metrics(parent.run_id, per_model)
-    tracker._log(parent.run_id, tags={"zoorank.recommended": score})
+    tracker.log_run(parent.run_id, tags={"zoorank.recommended": score})
     tracker.client.log_dict(parent.run_id, {d: t.as_dict() for d, t in ties.items()}, TIES_ARTIFACT)
 
 
@@ -226,7 +231,7 @@ def report_truth(settings: Settings, ground_truth: str | None, datasets: list[st
 
     ``auto``: the shipped reduced-budget ground truth (``results/ground_truth.csv``) when it
     covers one of ``datasets``, else none; ``none``: none; otherwise what
-    :func:`zoorank.orchestration.flows.benchmark.load_truth` accepts (a CSV, an MLflow run id, ``mlflow``).
+    :func:`zoorank.reporting.truth.load_truth` accepts (a CSV, an MLflow run id, ``mlflow``).
     """
     from pathlib import Path
 
@@ -242,7 +247,7 @@ def report_truth(settings: Settings, ground_truth: str | None, datasets: list[st
         note = (f"ground truth: {SHIPPED_TRUTH}, the shipped reduced-budget CPU fine-tuning (see its header); "
                 "noisy, not the literature's protocol")
         return (df, note) if len(df) else (None, "")
-    from zoorank.orchestration.flows.benchmark import load_truth
+    from zoorank.reporting.truth import load_truth
 
     df = load_truth(ground_truth, settings)
     return df[df["dataset"].isin(datasets)], f"ground truth: {ground_truth}"

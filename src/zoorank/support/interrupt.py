@@ -48,9 +48,9 @@ def _stop_temporary_prefect_server() -> None:
 
 def _on_sigint(signum, frame) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # a second Ctrl-C does not cut the cleanup short
-    from zoorank.reporting import progress
-
-    progress.stop()
+    progress = sys.modules.get("zoorank.reporting.progress")  # loaded = a display may be live; no import
+    if progress is not None:                                   # edge from support up to reporting
+        progress.stop()
     killed = ""
     run = _state.get("run")
     if run is not None and not run.was_finished and not run._closed:
