@@ -1,10 +1,10 @@
-"""Whole-network LEAD NTK (``zoorank.metrics.network_ntk``) against feature extraction of the
+"""Whole-network LEAD NTK (``zoorank.metrics.lead.network_ntk``) against feature extraction of the
 same (model, dataset) pair, at CIFAR-10 size (N = 50,000 images, K = 10, S = 64).
 
 Only S x K = 640 images go through the NTK; extraction touches all N. Per model, in one
 process and interleaved (so both see the same machine load):
 
-- extraction: ``zoorank.extract.extract_features`` (the pipeline's path: uint8 -> [0, 1] RGB,
+- extraction: ``zoorank.compute.extract.extract_features`` (the pipeline's path: uint8 -> [0, 1] RGB,
   resized to the model's native input size, batch 64, ``no_grad``) on a sample of
   ``--extract-images`` images, timed per image and extrapolated x 50,000 (said in the report);
 - NTK: ``network_ntk_parts`` (``params="all"``, raw features, default engine and chunk size)
@@ -39,7 +39,7 @@ N_CIFAR, K_CIFAR, S_PAPER = 50_000, 10, 64
 
 
 def _images_fn(ds, size):
-    from zoorank.extract import to_model_input
+    from zoorank.compute.extract import to_model_input
 
     def load(rows):
         return to_model_input(torch.from_numpy(np.asarray(ds.images(rows))), size)
@@ -60,7 +60,7 @@ class _Clock:
 
 
 def _time_extract(backbone, ds, n):
-    from zoorank.extract import extract_features
+    from zoorank.compute.extract import extract_features
 
     sub = ds.subset(np.arange(n))
     with _Clock() as clk:
@@ -72,7 +72,7 @@ def _time_ntk(backbone, ds, per_class, **kw):
     """Runs the NTK; also returns the CPU seconds of the first chunk (it carries the fixed
     costs: the probe image, the head's init and the layer engine's check against autograd)
     and of the later chunks, per image, from the progress callback."""
-    from zoorank.metrics.network_ntk import network_ntk_parts
+    from zoorank.metrics.lead.network_ntk import network_ntk_parts
 
     labels = np.asarray(ds.labels)
     marks = []
@@ -109,8 +109,8 @@ def _loop_norms(backbone, x, head_widths=(1024, 2048)):
 
 
 def engines(model, ds, n):
-    from zoorank.metrics._per_sample_grads import norms_by_layer, norms_by_vmap
-    from zoorank.metrics.network_ntk import _Network
+    from zoorank.metrics.lead.per_sample_grads import norms_by_layer, norms_by_vmap
+    from zoorank.metrics.lead.network_ntk import _Network
     from zoorank.metrics.lead import init_random_head
     from zoorank.zoo import load_model
 
@@ -139,7 +139,7 @@ def engines(model, ds, n):
 def rss_child(model, samples, chunk):
     """Run in a fresh process: the NTK of one class of ``samples`` images; prints JSON."""
     from zoorank.data import load_dataset
-    from zoorank.metrics.network_ntk import network_ntk_parts
+    from zoorank.metrics.lead.network_ntk import network_ntk_parts
     from zoorank.zoo import load_model
 
     ds = load_dataset("digits")
@@ -162,7 +162,7 @@ def seed_study(per_class, models):
     across head seeds 0, 1, 2 on the same images, raw and unit-norm head input; JSON lines."""
     import scipy.stats
     from zoorank.data import load_dataset
-    from zoorank.metrics.network_ntk import network_ntk_parts
+    from zoorank.metrics.lead.network_ntk import network_ntk_parts
     from zoorank.zoo import load_model
 
     ds = load_dataset("digits")

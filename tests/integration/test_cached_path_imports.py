@@ -58,11 +58,11 @@ def test_cached_rerun_imports_no_torch_prefect_mlflow_and_prints_the_same_table(
     assert "every stage from the cache" in res.stdout
 
     imported = _imported_modules(res.stderr)
-    assert {"zoorank.pipeline.cached_ranking", "zoorank.metrics.lead_evolution", "zarr", "pandas"} <= imported  # the probe works
+    assert {"zoorank.pipeline.cached_ranking", "zoorank.metrics.lead.evolution", "zarr", "pandas"} <= imported  # the probe works
     heavy = sorted(m for m in imported if m.split(".")[0] in HEAVY)
     assert not heavy, f"the cached path imported {heavy[:10]}"
     assert not imported & set(SKLEARN_ESTIMATORS)
-    assert "zoorank.metrics.lead" not in imported and "zoorank.compute.extract" not in imported
+    assert "zoorank.metrics.lead.svm" not in imported and "zoorank.compute.extract" not in imported
 
     assert _answer(res.stdout) == _answer(first.out)
     a, b = (pd.read_csv(tmp_path / f"{name}.csv") for name in ("first", "again"))

@@ -129,11 +129,12 @@ def test_ntk_feature_norms():
     raw = class_ntk_eigenvalues(x, y, feature_norm="none", **kw)
     big = class_ntk_eigenvalues(100.0 * x, y, feature_norm="none", **kw)
     assert np.all(big > 100 * raw)                          # grows with ||z||^2
-    # the default (l2) is invariant to the scale of the features
-    np.testing.assert_allclose(class_ntk_eigenvalues(100.0 * x, y, **kw), class_ntk_eigenvalues(x, y, **kw),
+    # l2 is invariant to the scale of the features
+    np.testing.assert_allclose(class_ntk_eigenvalues(100.0 * x, y, feature_norm="l2", **kw),
+                               class_ntk_eigenvalues(x, y, feature_norm="l2", **kw),
                                rtol=1e-10)
-    np.testing.assert_allclose(class_ntk_eigenvalues(x, y, **kw),
-                               class_ntk_eigenvalues(x, y, feature_norm="l2", **kw), rtol=0)
+    # the default head input is the paper's: raw features
+    np.testing.assert_allclose(class_ntk_eigenvalues(x, y, **kw), raw, rtol=0)
     np.testing.assert_allclose(class_ntk_eigenvalues(100.0 * x + 3.0, y, feature_norm="standard", **kw),
                                class_ntk_eigenvalues(x, y, feature_norm="standard", **kw), rtol=1e-8)
 
@@ -157,6 +158,9 @@ def test_eq7_limits_and_hand_computed_two_class_case():
     np.testing.assert_allclose(got, expected, rtol=1e-14)
     np.testing.assert_allclose(got.sum(axis=1), 1.0)
     # "mean" scaling: lambda / mean = (0.5, 1.5), so eta_t = 1 equals the unscaled eta_t = 0.5
+    np.testing.assert_allclose(evolve_logits(p, y, ev, eta_t=1.0, eigenvalue_scale="mean"), expected,
+                               rtol=1e-14)
+    # "per_logit" (the default): lambda / K = (0.5, 1.5) with K = 2, the same numbers here
     np.testing.assert_allclose(evolve_logits(p, y, ev, eta_t=1.0), expected, rtol=1e-14)
     # "max" scaling: lambda / max = (1/3, 1)
     np.testing.assert_allclose(evolve_logits(p, y, ev, eta_t=1.5, eigenvalue_scale="max"),
@@ -170,7 +174,8 @@ def test_eq7_limits_and_hand_computed_two_class_case():
     # apply_softmax=True: cross-entropy of softmax(F)
     sm = np.exp(expected) / np.exp(expected).sum(axis=1, keepdims=True)
     ce_sm = -np.log([sm[0, 0], sm[1, 1], sm[2, 0]]).mean()
-    assert lead_score(x, y, log_init=p, class_eigenvalues=ev, apply_softmax=True) == pytest.approx(-ce_sm, rel=1e-12)
+    assert lead_score(x, y, log_init=p, class_eigenvalues=ev, eta_t=1.0, apply_softmax=True) == pytest.approx(
+        -ce_sm, rel=1e-12)
     # a faster class pulls the score towards 0 (perfect)
     assert lead_score(x, y, log_init=p, class_eigenvalues=ev, eta_t=50.0) > score
 
@@ -236,7 +241,8 @@ def test_out_of_fold_versus_in_sample():
     ins = svm_logits(x, y, cross_fit=0, **F64)
     assert (ins.argmax(1) == y).mean() == 1.0
     assert (oof.argmax(1) == y).mean() < 0.6
-    assert lead_score(x, y, cross_fit=0, **F64) > lead_score(x, y, cross_fit=5, **F64) + 0.2
+    # the initial logits alone (eta_t = 0): memorised in-sample, honest out-of-fold
+    assert lead_score(x, y, cross_fit=0, eta_t=0.0, **F64) > lead_score(x, y, cross_fit=5, eta_t=0.0, **F64) + 0.2
 
 
 def test_max_fit_samples_subsample():

@@ -1,4 +1,4 @@
-"""Whole-network NTK of LEAD (``zoorank.metrics.network_ntk``): exactness against an
+"""Whole-network NTK of LEAD (``zoorank.metrics.lead.network_ntk``): exactness against an
 independent per-sample autograd loop, trace == eig, additivity over parameter sets, the
 reparameterisation a head-only kernel cannot see, reproducibility on a real zoo backbone,
 determinism and bad input."""
@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from zoorank.metrics.lead import init_random_head
-from zoorank.metrics.network_ntk import (
+from zoorank.metrics.lead.network_ntk import (
     network_ntk_eigenvalues,
     network_ntk_parts,
     select_ntk_samples,
@@ -294,8 +294,8 @@ def test_real_backbone_lambda_reproducible_across_head_seeds():
     """cnn_digitrec (default zoo) on scikit-learn digits, the same 8 images per class, three
     head seeds: the per-class whole-network lambda keeps its ranking (Spearman > 0.8)."""
     from zoorank.data import load_dataset
-    from zoorank.extract import to_model_input
-    from zoorank.pipeline import load_backbone
+    from zoorank.compute.extract import to_model_input
+    from zoorank.pipeline.pairs import load_backbone
     from zoorank.zoo import load_zoo
 
     spec = next(s for s in load_zoo("default") if getattr(s, "id", s) == "cnn_digitrec")

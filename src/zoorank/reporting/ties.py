@@ -82,14 +82,18 @@ def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, t
     return TieSet(tied, share, int(n_boot), float(threshold), int(n), score)
 
 
-def lead_image_scores(log_init, labels, class_eigenvalues, *, eta_t: float = 1.0,
-                      eigenvalue_scale: str = "mean", apply_softmax: bool = False) -> np.ndarray:
+def lead_image_scores(log_init, labels, class_eigenvalues, *, eta_t: float | None = None,
+                      eigenvalue_scale: str | None = None, apply_softmax: bool = False) -> np.ndarray:
     """Per-image LEAD score ``-CE(F(x_i), y_i)`` (Eq. 7 of Hu et al., CVPR 2024, via
-    :func:`zoorank.metrics.lead_evolution.evolve_logits`, torch-free); its mean is ``lead_score``
-    with the same cached inputs and parameters (checked in ``tests/unit/test_ties.py``)."""
-    from zoorank.metrics.lead_evolution import evolve_logits, image_log_likelihoods
+    :func:`zoorank.metrics.lead.evolution.evolve_logits`, torch-free); its mean is ``lead_score``
+    with the same cached inputs and parameters (checked in ``tests/unit/test_ties.py``); ``None``
+    takes ``lead_score``'s default."""
+    from zoorank.metrics.lead.evolution import (DEFAULT_EIGENVALUE_SCALE, DEFAULT_ETA_T, evolve_logits,
+                                                image_log_likelihoods)
     from zoorank.metrics.validation import encode_labels
 
     codes, _ = encode_labels(labels)
+    eta_t = DEFAULT_ETA_T if eta_t is None else eta_t
+    eigenvalue_scale = DEFAULT_EIGENVALUE_SCALE if eigenvalue_scale is None else eigenvalue_scale
     final = evolve_logits(log_init, labels, class_eigenvalues, eta_t, eigenvalue_scale=eigenvalue_scale)
     return image_log_likelihoods(final, codes, apply_softmax=apply_softmax)

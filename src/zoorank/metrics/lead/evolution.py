@@ -6,7 +6,7 @@ class k (one-hot y, initial logits/probabilities ``log_init``, class NTK eigenva
 ``lambda_k`` scaled to ``lambda_k'``), and ``log F_y`` (or ``log_softmax(F)_y``) per image.
 
 Split from :mod:`zoorank.metrics.lead` (which re-exports every name here) so that a ranking
-served from cached stage outputs (``zoorank.ranking``, ``zoorank.reporting.ties``) evolves the
+served from cached stage outputs (``zoorank.pipeline.cached_ranking``, ``zoorank.reporting.ties``) evolves the
 logits without importing torch. The parameter choices are documented in that module.
 """
 from __future__ import annotations
@@ -15,9 +15,12 @@ import numpy as np
 
 from zoorank.metrics.validation import check_matrix, encode_labels, one_hot
 
-__all__ = ["check_eigenvalues", "evolve_logits", "image_log_likelihoods"]
+__all__ = ["DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "check_eigenvalues", "evolve_logits",
+           "image_log_likelihoods"]
 
-_EIGEN_SCALES = ("mean", "max", "none")
+_EIGEN_SCALES = ("per_logit", "none", "mean", "max")
+DEFAULT_EIGENVALUE_SCALE = "per_logit"
+DEFAULT_ETA_T = 1e-3
 _LOG_FLOOR = 1e-12
 
 
@@ -47,6 +50,8 @@ def check_eigenvalues(eigenvalues, n_classes: int, *, name: str = "eigenvalues")
 
 def _scaled_rates(ev: np.ndarray, eigenvalue_scale: str) -> np.ndarray:
     _choice(eigenvalue_scale, _EIGEN_SCALES, "eigenvalue_scale")
+    if eigenvalue_scale == "per_logit":
+        return ev / ev.shape[0]
     if eigenvalue_scale == "mean":
         return ev / ev.mean()
     if eigenvalue_scale == "max":
@@ -66,12 +71,12 @@ def _evolve(log_init: np.ndarray, codes: np.ndarray, ev: np.ndarray, eta_t: floa
     return (1.0 - w) * one_hot(codes, log_init.shape[1]) + w * log_init
 
 
-def evolve_logits(log_init, labels, eigenvalues, eta_t: float = 1.0, *,
-                  eigenvalue_scale: str = "mean") -> np.ndarray:
+def evolve_logits(log_init, labels, eigenvalues, eta_t: float = DEFAULT_ETA_T, *,
+                  eigenvalue_scale: str = DEFAULT_EIGENVALUE_SCALE) -> np.ndarray:
     """LEAD Eq. 7 (Hu et al., CVPR 2024): for a sample of class k with one-hot y,
     ``F = (1 - exp(-eta_t * lambda_k')) * y + exp(-eta_t * lambda_k') * log_init`` with
-    ``lambda' = lambda / mean(lambda)`` (``eigenvalue_scale="mean"``), ``/ max`` or
-    unscaled (``"none"``). ``eta_t`` is the paper's eta * t. ``eta_t=0`` returns
+    ``lambda' = lambda / K`` (``eigenvalue_scale="per_logit"``), unscaled (``"none"``), or the
+    per-model deviations ``lambda / mean(lambda)`` (``"mean"``), ``/ max``. ``eta_t`` is the paper's eta * t. ``eta_t=0`` returns
     ``log_init``, ``eta_t=inf`` the one-hot labels. Columns of ``log_init`` and entries of
     ``eigenvalues`` follow the sorted unique labels.
     """

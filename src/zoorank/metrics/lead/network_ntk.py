@@ -10,13 +10,13 @@ the S x S kernel. The mean eigenvalue is trace / S, i.e. exactly
     lambda_k = (1/S) sum_{i in class k} ||grad_theta s(x_i)||^2,
 
 and because the squared norm is a sum over parameters it splits over disjoint parameter sets:
-``lambda(all) = lambda(backbone) + lambda(head)`` (``params=``). The head share is lead.py's
-closed form (:func:`zoorank.metrics.lead.head_ntk_diag` on the head input); the backbone
+``lambda(all) = lambda(backbone) + lambda(head)`` (``params=``). The head share is the head-only
+kernel's closed form (:func:`zoorank.metrics.lead.head_ntk_diag` on the head input); the backbone
 share is the per-sample gradient of ``s`` backpropagated through the head and the backbone
 (BatchNorm in eval mode), computed by autograd:
 
 - ``engine="layers"``: one batched forward + backward per chunk, per-sample gradients from
-  per-operation closed forms (:mod:`zoorank.metrics._per_sample_grads`), checked on the first
+  per-operation closed forms (:mod:`zoorank.metrics.lead.per_sample_grads`), checked on the first
   chunk against autograd's batch gradient. The fastest (``benchmarks/results/network_ntk.md``).
 - ``engine="vmap"``: ``torch.func.vmap(grad(functional_call(...)))``: any differentiable
   network, explicit per-sample gradients (memory chunk x P).
@@ -24,7 +24,7 @@ share is the per-sample gradient of ``s`` backpropagated through the head and th
   operation the layer engine does not cover (the choice is reported in
   :attr:`NetworkNTK.engine`).
 
-``method="eig"`` builds the kernel explicitly (``vmap`` Jacobian of the backbone, lead.py's
+``method="eig"`` builds the kernel explicitly (``vmap`` Jacobian of the backbone, the head-only kernel's
 ``head_jacobian`` of the head) and averages ``eigvalsh``: the reference path, for small
 networks (memory S x P per class).
 
@@ -41,23 +41,23 @@ import numpy as np
 import torch
 
 from zoorank.metrics._common import sample_keys
-from zoorank.metrics._per_sample_grads import (
+from zoorank.metrics.lead.evolution import _choice
+from zoorank.metrics.lead.head_ntk import (
+    DEFAULT_HEAD_INPUT,
+    DEFAULT_HEAD_WIDTHS,
+    DEFAULT_SAMPLES_PER_CLASS,
+    head_jacobian,
+    head_ntk_diag,
+    init_random_head,
+)
+from zoorank.metrics.lead.per_sample_grads import (
     Unsupported,
     jacobian_by_vmap,
     norms_by_layer,
     norms_by_vmap,
 )
-from zoorank.metrics.lead import (
-    _SALT_NTK,
-    DEFAULT_HEAD_WIDTHS,
-    _choice,
-    _purpose_keys,
-    _smallest_keys_per_class,
-    head_jacobian,
-    head_ntk_diag,
-    init_random_head,
-    resolve_dtype,
-)
+from zoorank.metrics.lead.sampling import ntk_sample_rows
+from zoorank.metrics.lead.tensors import resolve_dtype
 from zoorank.metrics.validation import encode_labels
 
 __all__ = ["NetworkNTK", "default_chunk_size", "network_ntk_eigenvalues", "network_ntk_parts",
@@ -78,7 +78,9 @@ class NetworkNTK:
     ``backbone``/``head``: the backbone's and the head's share of the mean eigenvalue (zeros
     for a part not requested); ``counts``: samples used per class; ``indices``: the rows used,
     in (class, key) order; ``engine``: the engine that ran ("layers", "vmap", or "none" for
-    ``params="head"``); ``feature_dim``: D.
+    ``params="head"``); ``feature_dim``: D; ``sample_backbone`` / ``sample_head``: the
+    per-image squared gradient norms (one per row of ``indices``) that the shares average, so
+    that a smaller S (a prefix of each class's rows) can be read off without recomputing.
     """
 
     backbone: np.ndarray
@@ -87,6 +89,8 @@ class NetworkNTK:
     indices: np.ndarray
     engine: str
     feature_dim: int
+    sample_backbone: np.ndarray | None = None
+    sample_head: np.ndarray | None = None
 
     @property
     def total(self) -> np.ndarray:
@@ -128,12 +132,10 @@ def _codes(labels, n_classes):
 def select_ntk_samples(codes: np.ndarray, n_classes: int, samples_per_class: int,
                        sample_ids=None, random_state: int = 0) -> np.ndarray:
     """Rows of the NTK sample: per class the ``min(n_k, S)`` rows with the smallest seeded key
-    of their identity (the rule and salt of lead.py's head-only NTK, so both kernels see the same
+    of their identity (the rule and salt of the head-only NTK, so both kernels see the same
     images), in (class, key) order. The pipeline calls it to load only these images."""
     keys = sample_keys(codes.shape[0], sample_ids, random_state)
-    counts = np.bincount(codes, minlength=n_classes)
-    return _smallest_keys_per_class(codes, _purpose_keys(keys, _SALT_NTK),
-                                    np.minimum(counts, int(samples_per_class)))
+    return ntk_sample_rows(codes, keys, int(samples_per_class))
 
 
 def _image_loader(images, n: int, name: str):
@@ -293,30 +295,32 @@ class _Engine:
 
 
 def _trace_parts(net, load, idx, sel_codes, k, params, chunk_size, engine, progress):
-    back = np.zeros(k)
-    head = np.zeros(k)
-    run = _Engine(net, engine) if params != "head" else None
+    """Per-image backbone and head squared gradient norms over the rows ``idx``."""
     total = idx.shape[0]
+    back = np.zeros(total)                  # per-image squared gradient norms, in idx order
+    head = np.zeros(total)
+    run = _Engine(net, engine) if params != "head" else None
     for s in range(0, total, chunk_size):
         rows = idx[s:s + chunk_size]
-        codes = sel_codes[s:s + chunk_size]
         x = _prepare_batch(load(rows), net.name, net.dtype, net.device)
         if run is None:
             with torch.no_grad():
                 z = net.head_input(net.features(x))
         else:
             sq, z = run(x)
-            back += np.bincount(codes, weights=sq.cpu().numpy(), minlength=k)
+            back[s:s + chunk_size] = sq.cpu().numpy()
         _check_features(z, net.name)
         if params != "backbone":
             with torch.no_grad():
-                diag = head_ntk_diag(z.detach(), net.head).to(torch.float64).cpu().numpy()
-            head += np.bincount(codes, weights=diag, minlength=k)
+                head[s:s + chunk_size] = head_ntk_diag(z.detach(), net.head).to(torch.float64).cpu().numpy()
         if progress is not None:
             progress(min(s + chunk_size, total), total)
-    counts = np.bincount(sel_codes, minlength=k)
     used = "none" if run is None else run.kind
-    return back / counts, head / counts, used
+    return back, head, used
+
+
+def _class_means(per_sample, sel_codes, k):
+    return np.bincount(sel_codes, weights=per_sample, minlength=k) / np.bincount(sel_codes, minlength=k)
 
 
 # ----------------------------------------------------------------------------- eig
@@ -370,9 +374,9 @@ def _validate(params, method, engine, feature_norm, samples_per_class, chunk_siz
 
 
 def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
-                      params: str = "all", samples_per_class: int = 64,
+                      params: str = "all", samples_per_class: int = DEFAULT_SAMPLES_PER_CLASS,
                       head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS,
-                      feature_norm: str = "none", feature_stats=None, chunk_size: int | None = None,
+                      feature_norm: str = DEFAULT_HEAD_INPUT, feature_stats=None, chunk_size: int | None = None,
                       engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                       random_state: int = 0, head_random_state: int | None = None, device="cpu",
                       dtype="float32", name: str | None = None,
@@ -388,9 +392,9 @@ def network_ntk_parts(backbone: torch.nn.Module, images: ImagesArg, labels, *,
 
 
 def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels, *,
-                            params: str = "all", samples_per_class: int = 64,
+                            params: str = "all", samples_per_class: int = DEFAULT_SAMPLES_PER_CLASS,
                             head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, method: str = "trace",
-                            feature_norm: str = "none", feature_stats=None, chunk_size: int | None = None,
+                            feature_norm: str = DEFAULT_HEAD_INPUT, feature_stats=None, chunk_size: int | None = None,
                             engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                             random_state: int = 0, head_random_state: int | None = None,
                             device="cpu", dtype="float32", name: str | None = None,
@@ -414,8 +418,8 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
         parameters are those with ``requires_grad``.
     samples_per_class: S; a class with fewer images uses all (one works). The rows are those
         of :func:`select_ntk_samples` (``sample_ids``: the samples' identities, default rows).
-    head_widths, random_state: lead.py's :func:`~zoorank.metrics.lead.init_random_head`
-        (``random_state`` also seeds the sample choice, as in lead.py);
+    head_widths, random_state: :func:`~zoorank.metrics.lead.init_random_head`
+        (``random_state`` also seeds the sample choice, as in the head-only NTK);
         ``head_random_state``: another seed for the head only (default ``random_state``).
     method: ``"trace"`` (exact mean squared per-sample gradient norm) or ``"eig"`` (explicit
         kernel, ``eigvalsh`` mean; small networks).
@@ -454,7 +458,7 @@ def _run(backbone, images, labels, *, params, samples_per_class, head_widths, me
     backbone.eval()
     try:
         net = _Network(backbone, name, params != "head", tdtype, dev, feature_norm, feature_stats)
-        with torch.no_grad():           # D from one image, then the head (lead.py's init)
+        with torch.no_grad():           # D from one image, then the head
             first = _prepare_batch(load(idx[:1]), name, tdtype, dev)
             probe = net.features(first)
         if chunk_size is None:
@@ -467,10 +471,11 @@ def _run(backbone, images, labels, *, params, samples_per_class, head_widths, me
             lam = _eig_means(net, load, idx, sel_codes, k, params, progress)
             _check_lambda(lam, name, params)
             return lam
-        back, head, used = _trace_parts(net, load, idx, sel_codes, k, params, int(chunk_size),
-                                        engine, progress)
+        sample_back, sample_head, used = _trace_parts(net, load, idx, sel_codes, k, params,
+                                                      int(chunk_size), engine, progress)
     finally:
         backbone.train(was_training)
+    back, head = (_class_means(v, sel_codes, k) for v in (sample_back, sample_head))
     if params != "head" and not np.any(back > 0):
         raise ValueError(f"model {name!r} gives zero gradients w.r.t. all its parameters (a traced "
                          "or converted graph without autograd, or features computed under no_grad); "
@@ -479,7 +484,8 @@ def _run(backbone, images, labels, *, params, samples_per_class, head_widths, me
         lam = back + head
         _check_lambda(lam, name, params)
         return lam
-    return NetworkNTK(back, head, np.bincount(sel_codes, minlength=k), idx, used, dim)
+    return NetworkNTK(back, head, np.bincount(sel_codes, minlength=k), idx, used, dim,
+                      sample_back, sample_head)
 
 
 def _check_lambda(lam, name, params):
