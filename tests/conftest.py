@@ -9,6 +9,9 @@ from zoorank.config import OFFLINE_DEFAULTS
 
 for _name, _value in OFFLINE_DEFAULTS.items():
     os.environ.setdefault(_name, _value)
+# rankings in tests do not learn from the shipped (growing) ground truth unless a test asks for it
+# (zoorank.pipeline.history; tests/integration/test_combined_ranking.py sets its own)
+os.environ.setdefault("ZOORANK_HISTORY", "none")
 
 
 @pytest.fixture(scope="session")

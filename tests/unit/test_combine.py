@@ -145,3 +145,20 @@ def test_prior_table_by_hand():
     assert t["source_accuracy"].tolist()[0] == 0.7 and t["source_accuracy"].isna().tolist() == [False, True, True]
     assert t.loc["x", "size"] == pytest.approx(3.0) and np.isnan(t.loc["z", "size"])
     assert prior_table(["x"], "b", None)["history_mean"].isna().all()
+
+
+def test_standardise_frame_equals_standardise_per_dataset():
+    """The vectorised per-dataset standardisation against :func:`standardise` dataset by dataset:
+    NaNs, a constant dataset (zscore 0) and a one-model dataset (rank 0) included."""
+    from zoorank.metrics.combine import standardise_frame
+    rng = np.random.default_rng(0)
+    df = pd.DataFrame({"dataset": rng.choice(list("abcd"), 60), "model": [f"m{i}" for i in range(60)],
+                       "x": rng.normal(size=60), "y": rng.integers(0, 3, 60).astype(float)})
+    df.loc[rng.choice(60, 10), "x"] = np.nan
+    df.loc[df["dataset"] == "d", "y"] = 1.0
+    df = pd.concat([df, pd.DataFrame([{"dataset": "e", "model": "solo", "x": 3.0, "y": np.nan}])], ignore_index=True)
+    for t in ("rank", "zscore"):
+        new = standardise_frame(df, ["x", "y"], t)
+        for c in ("x", "y"):
+            old = pd.concat([standardise(part[c], t) for _, part in df.groupby("dataset")]).reindex(df.index)
+            np.testing.assert_allclose(new[c].to_numpy(), old.to_numpy(), rtol=1e-12, atol=1e-12)

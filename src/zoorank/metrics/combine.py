@@ -30,7 +30,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 import pandas as pd
-import scipy.optimize
 import scipy.special
 
 TRANSFORMS = ("rank", "zscore")
@@ -59,10 +58,22 @@ def standardise(values: pd.Series, transform: str = "rank") -> pd.Series:
 
 
 def standardise_frame(scores: pd.DataFrame, columns, transform: str = "rank") -> pd.DataFrame:
-    """``scores`` (columns ``dataset``, ``model`` and ``columns``) standardised per dataset."""
+    """``scores`` (columns ``dataset``, ``model`` and ``columns``) standardised per dataset: the
+    same values as :func:`standardise` on each dataset's column, vectorised over the datasets."""
+    if transform not in TRANSFORMS:
+        raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
     out = scores[["dataset", "model"]].copy()
     for c in columns:
-        out[c] = scores.groupby("dataset", group_keys=False)[c].apply(lambda s: standardise(s, transform))
+        v = pd.to_numeric(scores[c], errors="coerce").astype(float)
+        g = v.groupby(scores["dataset"])
+        m = g.transform("count")
+        if transform == "rank":
+            r = g.rank(method="average")
+            z = np.where(m > 1, 2.0 * (r - 1.0) / (m - 1.0).where(m > 1, 1.0) - 1.0, 0.0)
+        else:
+            sd = g.transform(lambda x: x.std(ddof=0))
+            z = np.where(sd > 0, (v - g.transform("mean")) / sd.where(sd > 0, 1.0), 0.0)
+        out[c] = np.where(v.notna(), z, np.nan)
     return out
 
 
@@ -136,6 +147,37 @@ def _pairs(x: np.ndarray, a: np.ndarray, min_gap: float):
     return x[i] - x[j], a[i] - a[j]
 
 
+def _newton_logistic(dx: np.ndarray, g: np.ndarray, l2: float, *, tol: float = 1e-10,
+                     max_iter: int = 100) -> np.ndarray:
+    """Minimiser of ``sum_k g_k log(1 + exp(-w . dx_k)) + l2 |w|^2 / 2`` (strictly convex for
+    l2 > 0) by Newton's method with backtracking: gradient ``-dx^T (g sigma(-m)) + l2 w``, Hessian
+    ``dx^T diag(g sigma(m) sigma(-m)) dx + l2 I``; stops when the gradient's max-norm < ``tol``."""
+    if l2 <= 0:
+        raise ValueError(f"l2 must be > 0 (the pairwise loss alone may have no minimiser), got {l2}")
+    w = np.zeros(dx.shape[1])
+
+    def value(w):
+        return float(np.sum(g * np.logaddexp(0.0, -(dx @ w))) + 0.5 * l2 * w @ w)
+
+    f = value(w)
+    for _ in range(max_iter):
+        m = dx @ w
+        p = scipy.special.expit(-m)
+        grad = -(dx.T @ (g * p)) + l2 * w
+        if np.max(np.abs(grad)) < tol:
+            break
+        hess = (dx * (g * p * (1.0 - p))[:, None]).T @ dx + l2 * np.eye(len(w))
+        step = np.linalg.solve(hess, grad)
+        t = 1.0
+        while t > 1e-8:
+            f_new = value(w - t * step)
+            if f_new <= f - 1e-4 * t * float(grad @ step):
+                break
+            t *= 0.5
+        w, f = w - t * step, f_new
+    return w
+
+
 def _fit_pairs(data: dict, columns, transform: str, l2: float, min_gap: float) -> Combination:
     diffs, gaps, used = [], [], []
     for d, (x, a) in sorted(data.items()):
@@ -149,15 +191,8 @@ def _fit_pairs(data: dict, columns, transform: str, l2: float, min_gap: float) -
     dx, g = np.concatenate(diffs), np.concatenate(gaps)
     g = g / g.sum()
 
-    def loss(w):
-        m = dx @ w
-        val = float(np.sum(g * np.logaddexp(0.0, -m)) + 0.5 * l2 * w @ w)
-        grad = -(dx.T @ (g * scipy.special.expit(-m))) + l2 * w
-        return val, grad
-
-    res = scipy.optimize.minimize(loss, np.zeros(len(columns)), jac=True, method="L-BFGS-B",
-                                  options={"gtol": 1e-10, "ftol": 0.0, "maxiter": 2000})
-    return Combination(dict(zip(columns, map(float, res.x))), transform, tuple(used),
+    w = _newton_logistic(dx, g, l2)
+    return Combination(dict(zip(columns, map(float, w))), transform, tuple(used),
                        note=f"learned from {len(used)} history dataset(s): {', '.join(used)}",
                        method="pairwise")
 
@@ -226,14 +261,7 @@ def _tau(x: np.ndarray, a: np.ndarray, comb: Combination) -> float:
     return float(weightedtau(s, a).statistic)
 
 
-def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
-                    transform: str = "rank", grid=L2_GRID, min_gap: float = 0.0) -> Combination:
-    """:func:`fit_pairwise` with its L2 strength chosen by an inner leave-one-dataset-out over the
-    history without ``exclude``: for each strength of ``grid``, fit on all but one training dataset,
-    weighted tau on that one, mean over them; the best strength (ties: the stronger) is refitted on
-    every training dataset. With fewer than 2 training datasets, ``grid[0]``."""
-    columns = list(columns)
-    data = standardised_by_dataset(scores, history, columns, transform, exclude)
+def _pairwise_cv(data: dict, columns, transform: str, grid, min_gap: float) -> Combination:
     best, best_tau = grid[0], -np.inf
     if len(data) >= 2:
         for l2 in grid:
@@ -249,6 +277,46 @@ def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exc
         return comb
     return Combination(comb.weights, comb.transform, comb.fitted_on,
                        note=f"{comb.note}; L2 {best:g} chosen by inner leave-one-dataset-out", method=comb.method)
+
+
+def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
+                    transform: str = "rank", grid=L2_GRID, min_gap: float = 0.0) -> Combination:
+    """:func:`fit_pairwise` with its L2 strength chosen by an inner leave-one-dataset-out over the
+    history without ``exclude``: for each strength of ``grid``, fit on all but one training dataset,
+    weighted tau on that one, mean over them; the best strength (ties: the stronger) is refitted on
+    every training dataset. With fewer than 2 training datasets, ``grid[0]``."""
+    columns = list(columns)
+    data = standardised_by_dataset(scores, history, columns, transform, exclude)
+    return _pairwise_cv(data, columns, transform, grid, min_gap)
+
+
+def loo_top1_regret(scores: pd.DataFrame, history: pd.DataFrame, columns, method: str = "pairwise", *,
+                    exclude: str | None = None) -> tuple[float, int]:
+    """Expected top-1 regret of ``method`` estimated on the history: for each history dataset
+    (never ``exclude``), the combination learned without it picks its top-1, and the regret is that
+    dataset's best accuracy minus the pick's. Returns (mean regret, number of datasets); NaN when no
+    dataset can be scored by a learned combination. ``scores``: training inputs (wide)."""
+    columns = list(columns)
+    regrets = []
+    if method in ("pairwise", "pairwise_z"):
+        transform = "zscore" if method == "pairwise_z" else "rank"
+        data = standardised_by_dataset(scores, history, columns, transform, exclude)
+        for d, (x, a) in data.items():
+            comb = _pairwise_cv({k: v for k, v in data.items() if k != d}, columns, transform, L2_GRID, 0.0)
+            if comb.learned and len(a) >= 2:
+                s = x @ np.array([comb.weights[c] for c in columns])
+                regrets.append(float(a.max() - a[int(np.argmax(s))]))
+    else:
+        merged = scores.merge(history[["dataset", "model", "accuracy"]], on=["dataset", "model"])
+        for d, part in merged.groupby("dataset"):
+            if d == exclude:
+                continue
+            comb = fit_combination(method, scores, history, columns, exclude=d)
+            a = part["accuracy"].to_numpy(float)
+            if (comb.learned or method in ("zmean", "rankmean")) and len(a) >= 2:
+                s = comb.score(part[columns]).to_numpy(float)
+                regrets.append(float(a.max() - a[int(np.argmax(s))]))
+    return (float(np.mean(regrets)) if regrets else float("nan")), len(regrets)
 
 
 def fit_combination(method: str, scores: pd.DataFrame, history: pd.DataFrame | None, columns, *,
