@@ -137,6 +137,8 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
     from zoorank.reporting.ties import TieSet
 
     table = pd.DataFrame(result["table"])
+    for d, lines in result.get("combined_notes", {}).items():   # the combined ranking's notes (#15)
+        notes.setdefault(d, []).extend(lines)
     if details:
         return RankingResult(table, result["run_id"], {d: TieSet.from_dict(t) for d, t in result["ties"].items()},
                              notes, from_cache=cached is not None)

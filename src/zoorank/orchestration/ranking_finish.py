@@ -10,7 +10,7 @@ from zoorank.pipeline.outcomes import ranking_params, ranking_table
 from zoorank.pipeline.requests import RankRequest, RunOptions
 from zoorank.pipeline.stages import feature_keys
 
-__all__ = ["tie_sets", "finish_ranking", "run_opener"]
+__all__ = ["tie_sets", "finish_ranking", "run_opener", "with_combined"]
 
 
 def tie_sets(store, outcomes: list, metric_params: dict | None = None, rank_by: str = DEFAULT_RANK_BY,
@@ -34,6 +34,7 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
         from zoorank.storage.layered import open_store  # behind settings.read_store when set
 
         ties = tie_sets(open_store(settings), outcomes, request.metric_params)
+        table, combined, combined_notes = with_combined(open_store(settings), table, metrics)
     except BaseException as exc:
         if run is not None:
             run.__exit__(type(exc), exc, exc.__traceback__)
@@ -45,8 +46,24 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
         run_id = log_ranking(settings, outcomes, table, subset=request.subset, metrics=metrics,
                              params=ranking_params(request.metric_params, request.stage_params, metrics),
                              new_run=options.new_run, ties=ties, run=run, zoo=request.zoo)
+        if combined:
+            from zoorank.reporting.combined import log_combined
+
+            log_combined(settings, run_id, combined)
     return {"table": table.to_dict("records"), "run_id": run_id, "pairs": [asdict(o) for o in outcomes],
-            "ties": {d: t.as_dict() for d, t in ties.items()}}
+            "ties": {d: t.as_dict() for d, t in ties.items()}, "combined": combined,
+            "combined_notes": combined_notes}
+
+
+def with_combined(store, table, metrics) -> tuple:
+    """Issue 15: keep this ranking's scores for the history, load the history (shipped + the user's
+    ground truth, zoorank.pipeline.history) and add the priors and ``combined``
+    (zoorank.reporting.combined.add_combined). Returns (table, {dataset: info}, {dataset: [note]})."""
+    from zoorank.pipeline.history import load_history, record_ranking_scores
+    from zoorank.reporting.combined import add_combined
+
+    record_ranking_scores(store, table, metrics)
+    return add_combined(table, metrics, load_history(store))
 
 
 def run_opener(settings: Settings, request: RankRequest, options: RunOptions):

@@ -23,7 +23,7 @@ import pandas as pd
 from zoorank.metrics import combine
 from zoorank.zoo.cards import BUILTIN_CARDS
 
-__all__ = ["add_combined", "with_combined", "expected_top1_regret", "log_combined", "COMBINED_ARTIFACT"]
+__all__ = ["add_combined", "expected_top1_regret", "log_combined", "COMBINED_ARTIFACT"]
 
 COMBINED_ARTIFACT = "combined.json"
 MAX_LISTED = 6
@@ -121,15 +121,6 @@ def add_combined(table: pd.DataFrame, metrics, history, *, source_accuracy=None,
         notes[dataset] = lines
         out.append(part)
     return pd.concat(out, ignore_index=True), info, notes
-
-
-def with_combined(store, table: pd.DataFrame, metrics) -> tuple[pd.DataFrame, dict, dict]:
-    """The ranking's last step (zoorank.pipeline.cached_ranking.finish_ranking): keep this ranking's
-    scores for the history, load the history (zoorank.pipeline.history) and :func:`add_combined`."""
-    from zoorank.pipeline.history import load_history, record_ranking_scores
-
-    record_ranking_scores(store, table, metrics)
-    return add_combined(table, metrics, load_history(store))
 
 
 def log_combined(settings, run_id: str, info: dict) -> None:
