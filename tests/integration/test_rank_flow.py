@@ -53,8 +53,9 @@ def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, 
     changed = rank(ZOO, "digits", per_class=6, metrics=METRICS, settings=settings,
                    metric_params={"lead": {"eta_t": 0.5}})
     assert (changed["cached_stages"] == 3 + len(METRICS) - 1).all()
-    assert not np.allclose(changed["lead"], table["lead"])
-    np.testing.assert_allclose(changed["logme"], table["logme"])
+    by_model, first = changed.set_index("model").sort_index(), table.set_index("model").sort_index()
+    assert not np.allclose(by_model["lead"], first["lead"])
+    np.testing.assert_allclose(by_model["logme"], first["logme"])   # rows matched by model: the order may change
 
     # change an NTK parameter: eigenvalues and the LEAD score recompute, features stay cached
     ntk = rank(ZOO, "digits", per_class=6, metrics=["lead"], settings=settings,
