@@ -18,7 +18,7 @@ from zoorank.support.lazy_exports import lazy_exports
 _LAZY = {
     "Backbone": ".backbone",
     "BUILTINS": ".registry", "get_config": ".registry", "list_models": ".registry", "load_model": ".registry",
-    "ModelConfig": ".spec", "ModelSpec": ".spec", "load_zoo": ".spec", "parse_zoo": ".spec",
+    "ModelConfig": ".spec", "ModelSpec": ".spec", "load_zoo": ".zoo_file", "parse_zoo": ".spec",
     "spec_from_mapping": ".spec",
     "MissingPackageError": ".weights",
 }

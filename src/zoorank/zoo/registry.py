@@ -13,6 +13,7 @@ import os
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from .normalisation import HED_MEAN_BGR, IMAGENET_MEAN, IMAGENET_STD
 from .spec import ModelConfig, ModelSpec, resolve_spec_path, spec_from_mapping, with_overrides
 
 if TYPE_CHECKING:  # torch only where a backbone is built (zoorank.zoo.backbones), not for configs
@@ -22,10 +23,6 @@ if TYPE_CHECKING:  # torch only where a backbone is built (zoorank.zoo.backbones
 
 __all__ = ["BUILTINS", "Builtin", "list_models", "get_config", "load_model",
            "unknown_model_error"]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-HED_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 
 
 @dataclass(frozen=True)

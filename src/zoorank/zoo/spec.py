@@ -41,7 +41,6 @@ __all__ = [
     "ModelConfig",
     "ModelSpec",
     "SOURCE_FIELDS",
-    "load_zoo",
     "parse_zoo",
     "spec_from_mapping",
     "resolve_spec_path",
@@ -337,33 +336,6 @@ def parse_zoo(text: str, *, filename: str = "<zoo>", base_dir: str | os.PathLike
                              f"(first at line {seen[spec.id]})")
         seen[spec.id] = line
         specs.append(spec)
-    return specs
-
-
-def load_zoo(path: str | os.PathLike = "default", *, root: str | os.PathLike | None = None,
-             allow_absolute_paths: bool = True, check_ids: bool = True) -> list[ModelSpec]:
-    """Read a zoo YAML file (or ``"default"``) into a list of :class:`ModelSpec`.
-
-    Built-in ids are checked against the registry and every weight path is checked against
-    ``root`` (default: the zoo file's folder) right away, so mistakes surface with a line
-    number before anything heavy is loaded.
-    """
-    p = DEFAULT_ZOO_PATH if str(path) == "default" else Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ValueError(f"zoo file not found: {p}") from None
-    base = p.resolve().parent
-    specs = parse_zoo(text, filename=str(p), base_dir=base)
-    if check_ids:
-        from .registry import BUILTINS, unknown_model_error
-
-        for s in specs:
-            if s.kind == "builtin" and s.id not in BUILTINS:
-                raise ValueError(f"{s.origin}: field 'id': {unknown_model_error(s.id)}")
-    for s in specs:
-        if s.file_field is not None:
-            resolve_spec_path(s, root=root, allow_absolute_paths=allow_absolute_paths)
     return specs
 
 

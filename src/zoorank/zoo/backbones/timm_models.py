@@ -21,7 +21,8 @@ from torch import nn
 from ..backbone import Backbone
 from ..spec import ModelConfig, ModelSpec, with_overrides
 from ..weights import load_state_dict_checked, package_dir
-from .torchvision_models import IMAGENET_MEAN, IMAGENET_STD, read_state_dict
+from ..normalisation import IMAGENET_MEAN, IMAGENET_STD
+from .torchvision_models import read_state_dict
 
 PIP = "timm==1.0.31"
 

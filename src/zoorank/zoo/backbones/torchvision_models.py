@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ..backbone import Backbone
+from ..normalisation import IMAGENET_MEAN, IMAGENET_STD
 from ..spec import ModelConfig, ModelSpec, with_overrides
 from ..weights import (
     extract_state_dict,
@@ -36,8 +37,6 @@ from ..weights import (
     package_file,
 )
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 _PATCH_LOCK = threading.Lock()
 
 
