@@ -18,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+from zoorank.support.labels import encode_labels
+
 DEFAULT_SPLIT_NAMES = {2: ("train", "test"), 3: ("train", "val", "test")}
 
 
@@ -25,16 +27,6 @@ def _rng(random_state) -> np.random.Generator:
     if isinstance(random_state, np.random.Generator):
         return random_state
     return np.random.default_rng(random_state)
-
-
-def _encode(labels, name: str = "labels") -> tuple[np.ndarray, np.ndarray]:
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
-    if arr.size == 0:
-        raise ValueError(f"{name} is empty")
-    classes, codes = np.unique(arr, return_inverse=True)
-    return classes, codes.astype(np.int64).ravel()
 
 
 def _class_name(classes_given, value) -> str:
@@ -72,7 +64,7 @@ def stratified_split(
     if len(names) != fr.size or len(set(names)) != len(names):
         raise ValueError(f"names must be {fr.size} distinct names, got {names!r}")
 
-    _, codes = _encode(labels)
+    codes, _ = encode_labels(labels)
     rng = _rng(random_state)
     n_classes = int(codes.max()) + 1
     by_class = [np.flatnonzero(codes == c) for c in range(n_classes)]
@@ -128,7 +120,7 @@ def subsample_per_class(
     draw either way. ``classes``: class names for the message when ``labels`` are codes.
     """
     per_class = _check_per_class(per_class)
-    values, codes = _encode(labels)
+    codes, values = encode_labels(labels)
     counts = np.bincount(codes, minlength=values.size)
     short = np.flatnonzero(counts < per_class)
     if exact and short.size:
@@ -145,7 +137,7 @@ def short_classes(labels, per_class: int, classes: Sequence[str] | None = None) 
     """``{class name: count}`` of the classes with fewer than ``per_class`` samples (those
     :func:`subsample_per_class` uses whole)."""
     per_class = _check_per_class(per_class)
-    values, codes = _encode(labels)
+    codes, values = encode_labels(labels)
     counts = np.bincount(codes, minlength=values.size)
     return {_class_name(classes, values[c]): int(counts[c]) for c in np.flatnonzero(counts < per_class)}
 
@@ -153,7 +145,7 @@ def short_classes(labels, per_class: int, classes: Sequence[str] | None = None) 
 def cap_per_class(labels, max_per_class: int, random_state=0) -> np.ndarray:
     """At most ``max_per_class`` samples of every class (all of a smaller class), sorted indices."""
     max_per_class = _check_per_class(max_per_class, "max_per_class")
-    _, codes = _encode(labels)
+    codes, _ = encode_labels(labels)
     return _draw(codes, max_per_class, _rng(random_state), whole_if_at_most=max_per_class)
 
 
