@@ -248,22 +248,12 @@ def iter_feature_batches(
         backbone.train(was_training)
 
 
-def extract_features(
-    backbone: torch.nn.Module,
-    dataset,
-    *,
-    batch_size: int = 64,
-    num_workers: int | None = None,
-    device: str | torch.device = "cpu",
-    autocast: bool = False,
-    channels_last: bool = False,
-    with_outputs: bool = True,
-    input_size: tuple[int, int] | None = None,
-    progress: ProgressFn | None = None,
-) -> ExtractionResult:
+def extract_features(backbone: torch.nn.Module, dataset, **options) -> ExtractionResult:
     """Features (and source-task probabilities) of every image of ``dataset``, in order.
 
-    See :func:`iter_feature_batches` for the arguments. Returns float32 features and
+    ``options``: the keyword arguments of :func:`iter_feature_batches` (batch size, workers,
+    device, autocast, channels_last, with_outputs, input_size, progress), passed on as they are
+    (an unknown one is a TypeError naming it). Returns float32 features and
     probabilities; ``source_probs`` is ``None`` when the backbone has no source head or
     ``with_outputs=False``.
     """
@@ -271,9 +261,7 @@ def extract_features(
     n = len(dataset)
     feats = probs = None
     has_probs: bool | None = None
-    for fb in iter_feature_batches(backbone, dataset, batch_size=batch_size, num_workers=num_workers,
-                                   device=device, autocast=autocast, channels_last=channels_last,
-                                   with_outputs=with_outputs, input_size=input_size, progress=progress):
+    for fb in iter_feature_batches(backbone, dataset, **options):
         if feats is None:
             feats = np.empty((n, fb.features.shape[1]), dtype=np.float32)
             has_probs = fb.source_probs is not None

@@ -39,16 +39,7 @@ HTTP_ENV_DEFAULTS = {
 
 
 class TrackerClient:
-    """MLflow tracking for zoorank (see module docstring).
-
-    Parameters
-    ----------
-    tracking_uri : e.g. ``sqlite:////abs/path/mlflow.db`` or ``http://host:5000``.
-    experiment : experiment name (created if missing, restored if deleted).
-    artifact_root : folder or URI under which the experiment's artifacts go
-        (``<artifact_root>/<experiment>``). ``None`` lets the server choose (tracking servers).
-    connect_timeout : seconds for the HTTP reachability probe.
-    """
+    """The connection half of :class:`zoorank.storage.tracking.Tracker` (its parameters are documented there)."""
 
     def __init__(
         self,
