@@ -3,6 +3,7 @@
 ```bash
 .venv/bin/python benchmarks/bench_peers.py --refs /path/to/refs        # both sizes, every metric
 .venv/bin/python benchmarks/bench_peers.py --refs DIR --sizes small --metrics leep,nce
+.venv/bin/python benchmarks/bench_peers.py --refs DIR --metrics nleep --threads 1  # one thread a side
 .venv/bin/python benchmarks/bench_peers.py                             # zoorank alone (says so)
 ```
 
@@ -19,6 +20,10 @@ the arrays, then times one call (``perf_counter``) and reads its peak resident m
 (``VmHWM``, the counter behind ``ru_maxrss``; peak of the whole process, data included).
 Reference and zoorank runs alternate (ref, zoorank, zoorank, ref, ...) so that both see the
 same machine load; the table reports the fastest run of each side and the load average.
+``--threads N`` sets ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS`` and ``MKL_NUM_THREADS`` to
+N in every child (both sides alike): on a shared machine multi-threaded BLAS calls stall on
+thread wake-ups, so one thread a side compares the work of the two implementations; the
+default leaves the libraries' own thread counts (all cores).
 
 Shims (in the child only): ``numba`` is not installed, so thuml's ``@njit`` is replaced by
 the identity (``LogME.py``'s fixed-point path runs the same numpy/LAPACK calls);
@@ -202,8 +207,13 @@ def make_data_main(out: Path, n: int, d: int, k: int) -> None:
 
 
 # ----------------------------------------------------------------------------- parent side
-def run_child(args: list[str], timeout: float) -> dict:
+THREAD_VARS = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def run_child(args: list[str], timeout: float, threads: int | None = None) -> dict:
     env = dict(os.environ, PYTHONPATH=str(ROOT / "src") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    if threads is not None:
+        env.update({var: str(threads) for var in THREAD_VARS})
     load = os.getloadavg()[0]
     try:
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), *args],
@@ -243,6 +253,9 @@ def markdown(report: dict) -> str:
               f"Started {report['started']}, {report['elapsed_s']:.0f} s.", ""]
     if not report["refs"]:
         lines += ["**References not run** (no `--refs DIR`): zoorank alone.", ""]
+    if report.get("threads"):
+        lines += [f"Threads: {report['threads']} per process on both sides "
+                  f"({', '.join(THREAD_VARS)}).", ""]
     lines += ["Times: the fastest of the runs of each side (fresh process each, after imports "
               "and loading). Peak RSS: the process's high-water mark (data, imports and "
               "the call). Agreement: largest relative difference of the values.", ""]
@@ -291,6 +304,8 @@ def main(argv=None) -> int:
     ap.add_argument("--metrics", default=",".join(METRICS), help="comma list of metrics")
     ap.add_argument("--repeats", type=int, default=2, help="runs per side (alternating)")
     ap.add_argument("--timeout", type=float, default=900.0, help="seconds per run")
+    ap.add_argument("--threads", type=int, help="BLAS/OpenMP threads of every child (default: "
+                    "the libraries' own)")
     ap.add_argument("--out", type=Path, default=HERE / "results" / "peers.md")
     ap.add_argument("--render", nargs="+", type=Path, metavar="JSON",
                     help="merge these reports (e.g. one per size) into --out and exit")
@@ -312,9 +327,11 @@ def main(argv=None) -> int:
         ap.error(f"unknown size or metric {bad!r} (sizes: {', '.join(SIZES)}; metrics: {', '.join(METRICS)})")
     if args.refs is not None and not args.refs.is_dir():
         ap.error(f"--refs {args.refs} is not a folder")
+    if args.threads is not None and args.threads < 1:
+        ap.error(f"--threads must be >= 1, got {args.threads}")
     started, t_start = time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), time.perf_counter()
     report = {"started": started, "refs": str(args.refs) if args.refs else None,
-              "machine": machine(), "results": {}}
+              "machine": machine(), "threads": args.threads, "results": {}}
     loads = []
     with tempfile.TemporaryDirectory(prefix="zoorank_peers_") as tmp:
         for size in sizes:
@@ -332,7 +349,8 @@ def main(argv=None) -> int:
                     for impl in (sides if r % 2 == 0 else sides[::-1]):
                         spec = {"impl": impl, "metric": metric, "data": str(data),
                                 "refs": str(args.refs) if args.refs else None}
-                        res = run_child(["--child", json.dumps(spec)], args.timeout)
+                        res = run_child(["--child", json.dumps(spec)], args.timeout, args.threads)
+                        res["threads"] = args.threads
                         loads.append(res["load1"])
                         entry[impl].append(res)
                         report["elapsed_s"] = time.perf_counter() - t_start

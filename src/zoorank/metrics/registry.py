@@ -191,7 +191,8 @@ METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("logme", "logme:logme_score", _FL, optional=_STATS, paper="You et al., LogME, ICML 2021"),
     Metric("leep", "leep:leep_score", _SRC, paper="Nguyen et al., LEEP, ICML 2020"),
     Metric("nce", "nce:nce_score", _SRC, paper="Tran et al., NCE, ICCV 2019"),
-    Metric("nleep", "nleep:nleep_score", _FL, optional=_IDS, paper="Li et al., N-LEEP, CVPR 2021"),
+    # version 2 (#17): covariance_type="full" fitted by metrics/_gmm.py (equal to sklearn's up to rounding)
+    Metric("nleep", "nleep:nleep_score", _FL, optional=_IDS, paper="Li et al., N-LEEP, CVPR 2021", version=2),
     Metric("hscore", "hscore:hscore", _FL, optional=_STATS, paper="Bao et al., H-score, ICIP 2019"),
     Metric("reg_hscore", "hscore:regularized_hscore", _FL, optional=_STATS,
            paper="Ibrahim et al., regularised H-score (shrinkage), ICLR 2022"),
