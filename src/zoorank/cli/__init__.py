@@ -304,7 +304,7 @@ def main(argv=None) -> int:
     _quiet_libraries()
     handler = {"rank": cmd_rank, "list": cmd_list, "show": cmd_show, "report": cmd_report, "cache": cmd_cache,
                "serve": cmd_serve,
-               "ground-truth": cmd_ground_truth, "benchmark": cmd_benchmark}[args.command]
+               "ground-truth": cmd_ground_truth, "benchmark": cmd_benchmark, "select": cmd_select}[args.command]
     try:
         return handler(args)
     except (ValueError, FileNotFoundError, PermissionError, ImportError, LookupError) as exc:
@@ -323,6 +323,9 @@ def _add_ground_truth_benchmark(sub) -> None:
     from zoorank.cli.ground_truth import add_ground_truth_parser
 
     add_ground_truth_parser(sub, _location_flags)
+    from zoorank.cli.select import add_select_parser
+
+    add_select_parser(sub, _location_flags, _per_class)
 
     b = sub.add_parser("benchmark", help="every metric's ranking vs the ground truth: tau tables, low data, "
                                          "LEAD ablations, Markdown/HTML report")
@@ -341,6 +344,12 @@ def _add_ground_truth_benchmark(sub) -> None:
     b.add_argument("--threads", type=int)
     b.add_argument("--no-track", action="store_true")
     _location_flags(b)
+
+
+def cmd_select(args) -> int:
+    from zoorank.cli.select import cmd_select as run
+
+    return run(args, _settings(args))
 
 
 def cmd_ground_truth(args) -> int:

@@ -6,7 +6,8 @@ scores those pairs got, read from what zoorank already keeps.
   scripts/score_ground_truth_zoo.py). ``ZOORANK_HISTORY=none`` turns it off; a folder holding those two
   files replaces it.
 - **The user's ground truth**: the ``gt_trial`` / ``gt_probe`` records in their store (written by
-  ``zoorank ground-truth`` and ``zoorank select``), and the metric scores of their own past rankings
+  ``zoorank ground-truth`` and ``zoorank select``; the shorter trials of select's early rounds, listed
+  in its ``gt_select`` record, are not taken), and the metric scores of their own past rankings
   (``ranking_scores`` records, one per ranked dataset, written by :func:`record_ranking_scores`).
 
 Accuracy per pair is the ground-truth table's ``test_top1`` (mean over converged seeds,
@@ -33,6 +34,7 @@ SHIPPED_DIR = Path(__file__).resolve().parents[3] / "results" / "ground_truth"
 TRIALS_FILE = "trials.jsonl"
 SCORES_FILE = "metric_scores.csv"
 GT_STAGES = ("gt_trial", "gt_probe")
+SELECT_STAGE = "gt_select"   # zoorank select's rounds: their shorter-than-recipe trials are not ground truth
 SCORES_STAGE = "ranking_scores"
 TABLE_STAGE = "history_table"
 TABLE_VERSION = 1
@@ -90,7 +92,18 @@ def _stores(store) -> list:
 
 
 def _gt_files(store) -> list[Path]:
-    return [p for s in _stores(store) for stage in GT_STAGES for p in _record_files(s, stage)]
+    return [p for s in _stores(store) for stage in (*GT_STAGES, SELECT_STAGE) for p in _record_files(s, stage)]
+
+
+def _partial_keys(store, files: list[Path]) -> set[str]:
+    out: set[str] = set()
+    for p in files:
+        if p.parent.name == SELECT_STAGE:
+            try:
+                out.update(store.get_record(f"{SELECT_STAGE}/{p.stem}").get("partial_keys", []))
+            except Exception:  # noqa: BLE001 - an unreadable selection record hides nothing
+                pass
+    return out
 
 
 def _accuracy_rows(records, source: str, times: dict | None = None) -> pd.DataFrame:
@@ -131,8 +144,11 @@ def _accuracy_table(store, folder: Path | None) -> pd.DataFrame:
         frames.append(_accuracy_rows(gtr.read_records(folder / TRIALS_FILE), "shipped"))
     if files:
         records, times = [], {}
+        partial = _partial_keys(store, files)
         for p in files:
             key_ = f"{p.parent.name}/{p.stem}"
+            if p.parent.name == SELECT_STAGE or key_ in partial:
+                continue
             try:
                 value = store.get_record(key_)
             except Exception:  # noqa: BLE001 - a damaged record is skipped (the store reports it)
