@@ -43,7 +43,7 @@ __all__ = ["Settings", "apply_offline_defaults", "OFFLINE_DEFAULTS", "DEFAULT_RA
 #: unless the caller says otherwise: LEAD (Hu et al., CVPR 2024).
 DEFAULT_RANK_BY = "lead"
 
-#: Environment defaults that keep Prefect and MLflow offline, quiet and patient (docs/stack.md).
+#: Environment defaults that keep Prefect and MLflow offline, quiet and patient (docs/operations.md).
 OFFLINE_DEFAULTS: dict[str, str] = {
     "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",  # default 20 s is too short on 2 cores
     "PREFECT_SERVER_ANALYTICS_ENABLED": "false",

@@ -7,7 +7,7 @@
 The serving process registers the deployment ``rerank/<name>`` with the server and then polls
 it for scheduled runs, executing each in a subprocess (``flow.serve`` semantics via
 :func:`prefect.serve`). The temporary server that plain ``zoorank rank`` starts cannot
-schedule (docs/stack.md), hence PREFECT_API_URL is required. The deployment itself is built by
+schedule (docs/operations.md), hence PREFECT_API_URL is required. The deployment itself is built by
 :func:`zoorank.orchestration.flows.rerank.build_deployment` (the same definition the tests check).
 """
 from __future__ import annotations

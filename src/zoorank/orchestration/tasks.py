@@ -5,7 +5,7 @@ Caching is done by the content-keyed Zarr store, not by Prefect's result cache: 
 its verified output reports a cache hit and returns at once, so a rerun after a crash (even
 ``kill -9``) recomputes only unfinished stages, and a deleted or damaged array is recomputed
 instead of being trusted (a Prefect-cached task would return its old path even when the folder is
-gone, docs/stack.md). One generic task runs any metric's upstream stage (``upstream-stage``).
+gone, docs/caching.md). One generic task runs any metric's upstream stage (``upstream-stage``).
 """
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """zoorank's temporary Prefect server: started without background services, and never outliving
-the zoorank process that started it (docs/reliability.md).
+the zoorank process that started it (docs/operations.md).
 
 Prefect's ``SubprocessASGIServer`` stops its server in an ``atexit`` hook, which a ``kill -9``
 skips; so each server gets a watchdog that ends it when this process dies

@@ -16,44 +16,16 @@ Runs and tags
   with ``mlflow.search_runs(filter_string="tags.`zoorank.model` = 'x'")`` or
   :meth:`Tracker.find_pairs`.
 
-Idempotency and concurrency
----------------------------
-``start_ranking(..., logical_key=k)`` reuses an existing parent with the same logical key (a
-finished one first, else the newest unfinished one, i.e. the run a killed process left behind)
-instead of creating a duplicate; ``reuse=False`` forces a new run. ``log_pair`` likewise reuses
-the pair run of the same (parent, model, dataset): a finished one is returned untouched, an
-unfinished one is completed. Find-or-create is done under a lock: a thread lock plus, for
-``sqlite:///`` URIs, an ``fcntl`` lock on ``<db>.zoorank.lock``, so processes on one machine
-sharing one database never create duplicates. For ``http(s)`` URIs the lock file is
-``<tmp>/zoorank-mlflow-<hash of the URI>.lock``, so processes on one machine sharing one tracking
-server are serialised the same way. Processes on two machines can still both create a parent
-(MLflow has no create-if-absent); right after creating one, a parent is compared with the others
-of its logical key, and all but the oldest (start time, then run id) delete themselves and join
-the oldest.
-
-Owners and stale runs
----------------------
-Every process that opens (or joins) a parent run adds its process identity
-(``host:boot:pid:start``, :mod:`zoorank.support.process_identity`) to the run's tag ``zoorank.owners``. An
-unfinished run whose owners are all dead (checked on this host and boot: the pid is gone or names
-another process) is *stale*: its process was killed (``kill -9``, OOM killer, power loss of a
-worker). When a ranking with the same logical key starts, it adopts the newest stale run and
-completes it (tag ``zoorank.recovered_from`` names the dead owners), and ends every other stale
-run of that key as KILLED (tag ``zoorank.ended_by``); a run that another live process is still
-logging is joined, never ended. So a killed ranking never stays RUNNING once it is rerun, and
-each logical ranking keeps exactly one finished parent run. Owners on another host cannot be
-checked from here; their runs are left as they are. A FAILED or KILLED status is never written
-over a run that another process has already FINISHED.
-
-Reachability
-------------
-The URI is checked when the :class:`Tracker` is built: ``http(s)`` URIs get a direct
-``GET <uri>/health`` with a short timeout (any HTTP answer counts as reachable; a refused or
-timed-out connection raises :class:`TrackingUnavailable` naming the URI within a few seconds);
-MLflow's own HTTP retries are capped through ``MLFLOW_HTTP_REQUEST_MAX_RETRIES`` (2),
-``..._BACKOFF_FACTOR`` (1) and ``..._TIMEOUT`` (30 s) unless the user set them. ``sqlite``
-URIs get their folder created (or a clear error) and the schema initialised under the lock
-(concurrent first use would otherwise race in the migrations).
+Idempotency, concurrency, owners and stale runs, reachability
+-------------------------------------------------------------
+``start_ranking(..., logical_key=k)`` reuses the parent of the same logical key (``reuse=False``
+forces a new one) and ``log_pair`` the pair run of the same (parent, model, dataset); runs
+identified by other tags are found or created by :meth:`Tracker.find_or_create_run`. All of it
+runs under a lock (a thread lock plus an ``fcntl`` file lock per database or server), so processes
+on one machine never create duplicates; every process that opens a parent records itself in
+``zoorank.owners``, and a run whose owners are all dead is adopted or ended KILLED by the next
+ranking of its key. The rules, the facts about MLflow they rest on, and the reachability checks:
+docs/operations.md ("MLflow", "MLflow parent runs of killed processes").
 
 Modules
 -------
