@@ -72,7 +72,8 @@ def ground_truth_history(path: Path = TRIALS) -> pd.DataFrame:
     table = records.ground_truth_table(records.read_records(path))
     table = table[table["n_seeds"] > 0]
     return pd.DataFrame({"dataset": table["dataset"], "model": table["model"],
-                         "accuracy": 100.0 * table["test_top1"].astype(float)}).reset_index(drop=True)
+                         "accuracy": 100.0 * table["test_top1"].astype(float),
+                         "val": 100.0 * table["val_top1"].astype(float)}).reset_index(drop=True)
 
 
 def ground_truth_cards() -> tuple[dict, dict]:
@@ -87,12 +88,15 @@ def ground_truth_cards() -> tuple[dict, dict]:
 # --- leave-one-dataset-out -------------------------------------------------------------------------
 
 def loo_scores(history: pd.DataFrame, metric_scores: pd.DataFrame | None, metrics: list[str], *,
-               source_accuracy: dict, parameters: dict) -> dict[str, pd.DataFrame]:
-    """Per held-out dataset: a model x ranker table of scores (every metric, every prior, and
-    ``combined[<method>]`` for each method), each learned without that dataset."""
+               source_accuracy: dict, parameters: dict, datasets=None) -> dict[str, pd.DataFrame]:
+    """Per held-out dataset (those of ``datasets``, default all): a model x ranker table of scores
+    (every metric, every prior, and ``combined[<method>]`` for each method), each learned without
+    that dataset from the rest of ``history``."""
     inputs = [*metrics, *combine.PRIORS]
     out = {}
     for d, part in history.groupby("dataset", sort=True):
+        if datasets is not None and d not in datasets:
+            continue
         models = part["model"].tolist()
         table = combine.input_table(metric_scores, d, models, history, metrics=metrics,
                                     source_accuracy=source_accuracy, parameters=parameters)
@@ -169,12 +173,42 @@ def losses(per: pd.DataFrame, reference: str) -> list[str]:
     return out
 
 
+def select_regret(per_dataset: dict[str, pd.DataFrame], history: pd.DataFrame, ranker: str,
+                  budgets=(1, 2, 3, 4)) -> list[dict]:
+    """Regret of ``zoorank select --budget N`` simulated from the records: the ranker's top
+    ``k = 2^(N-1)`` models (zoorank.orchestration.budgeted_selection.halving_plan), the winner the
+    one with the best validation top-1 of its ground-truth pair (the full recipe's selected point:
+    every halving round's signal taken as the full trial's, i.e. an optimistic successive halving),
+    regret = best test accuracy minus the winner's (accuracy points, mean over datasets)."""
+    from zoorank.orchestration.budgeted_selection import halving_plan
+
+    rows = []
+    for n in budgets:
+        regrets, ks = [], []
+        for d, table in per_dataset.items():
+            h = history[history["dataset"] == d].set_index("model")
+            s = table[ranker].astype(float).dropna()
+            s = s[s.index.isin(h.index)]
+            if len(s) < 2:
+                continue
+            k = halving_plan(n, len(s), 80)[0][0]
+            top = s.sort_values(ascending=False, kind="stable").index[:k]
+            win = h.loc[top, "val"].astype(float).idxmax()
+            regrets.append(float(h["accuracy"].max() - h.loc[win, "accuracy"]))
+            ks.append(k)
+        if regrets:
+            rows.append({"budget": n, "k": max(ks), "mean_regret": float(np.mean(regrets)),
+                         "max_regret": float(np.max(regrets)), "datasets": len(regrets)})
+    return rows
+
+
 # --- one table -------------------------------------------------------------------------------------
 
 def run_table(name: str, history: pd.DataFrame, metric_scores, metrics, cards, *, n_boot: int,
-              method: str | None, extra_tau: dict[str, dict[str, float]] | None = None) -> dict:
+              method: str | None, extra_tau: dict[str, dict[str, float]] | None = None, datasets=None) -> dict:
     t0 = time.perf_counter()
-    per_dataset = loo_scores(history, metric_scores, metrics, source_accuracy=cards[0], parameters=cards[1])
+    per_dataset = loo_scores(history, metric_scores, metrics, source_accuracy=cards[0], parameters=cards[1],
+                             datasets=datasets)
     per = evaluate(per_dataset, history)
     for ranker, taus in (extra_tau or {}).items():
         per = pd.concat([per, pd.DataFrame([{"ranker": ranker, "dataset": d, "weighted_tau": v,
@@ -183,7 +217,9 @@ def run_table(name: str, history: pd.DataFrame, metric_scores, metrics, cards, *
     chosen = method or best_method(summarise(per, f"combined[{combine.DEFAULT_METHOD}]", n_boot=n_boot))
     ref = f"combined[{chosen}]"
     summary = summarise(per, ref, n_boot=n_boot)
-    return {"name": name, "datasets": sorted(per_dataset), "pairs": int(len(history)),
+    select = select_regret(per_dataset, history, ref) if "val" in history else []
+    return {"name": name, "datasets": sorted(per_dataset), "pairs": int(history["dataset"].isin(per_dataset).sum()),
+            "history_datasets": sorted(set(history["dataset"])), "select": select,
             "models": sorted(history["model"].unique()), "chosen_method": chosen, "reference": ref,
             "summary": summary, "per_dataset": per, "losses": losses(per, ref),
             "seconds": time.perf_counter() - t0}
@@ -207,7 +243,8 @@ def markdown(results: list[dict], n_boot: int, command: str) -> str:
       "it scores (at least 3: LEEP/NCE skip backbones without a source head, source_accuracy knows 4).\n\n")
     for r in results:
         w(f"## {r['name']}\n\n")
-        w(f"Datasets ({len(r['datasets'])}): {', '.join(r['datasets'])}; {r['pairs']} pairs, "
+        w(f"Held-out datasets ({len(r['datasets'])}): {', '.join(r['datasets'])}; {r['pairs']} pairs, "
+          f"history for the priors: {', '.join(r['history_datasets'])}; "
           f"{len(r['models'])} models. Best combination method here: **{r['chosen_method']}** "
           f"(`combined` = `{r['reference']}`; zoorank.metrics.combine.DEFAULT_METHOD = "
           f"`{combine.DEFAULT_METHOD}`).\n\n")
@@ -228,6 +265,13 @@ def markdown(results: list[dict], n_boot: int, command: str) -> str:
         w("|---|" + "---|" * len(wide.columns) + "\n")
         for ranker in order:
             w(f"| {ranker} | " + " | ".join(fmt(v) for v in wide.loc[ranker]) + " |\n")
+        if r.get("select"):
+            w("\n`select --budget N` regret, simulated from the records (top k = 2^(N-1) of `combined`, the "
+              "winner by its pair's validation top-1, i.e. as if each halving round saw the full recipe's "
+              "validation; accuracy points):\n\n| budget N | k | mean regret | max regret | datasets |\n"
+              "|---|---|---|---|---|\n")
+            for x in r["select"]:
+                w(f"| {x['budget']} | {x['k']} | {x['mean_regret']:.2f} | {x['max_regret']:.2f} | {x['datasets']} |\n")
         w("\nWhere `combined` loses to a single metric or prior:\n\n")
         w("".join(f"- {line}\n" for line in r["losses"]) or "- nowhere\n")
         w(f"\n({r['seconds']:.1f} s)\n\n")
@@ -260,12 +304,12 @@ def main(argv=None) -> int:
         gt = ground_truth_history()
         scores = read_commented_csv(SCORES)
         scored = set(scores["dataset"])
-        gt_used = gt[gt["dataset"].isin(scored)]
         metrics = sorted(scores["metric"].unique())
-        r = run_table("(b) New ground truth (issue 14) with zoorank's per-pair metric scores", gt_used, scores,
-                      metrics, ground_truth_cards(), n_boot=args.n_boot, method=args.method)
+        r = run_table("(b) New ground truth (issue 14) with zoorank's per-pair metric scores", gt, scores,
+                      metrics, ground_truth_cards(), n_boot=args.n_boot, method=args.method,
+                      datasets=sorted(scored & set(gt["dataset"])))
         counts = gt.groupby("dataset")["model"].count()
-        r["partial"] = ("pairs with a converged seed per dataset: "
+        r["partial"] = ("held out (scored): only the datasets with metric scores; pairs with a converged seed per dataset: "
                         + ", ".join(f"{d} {n}" for d, n in counts.items())
                         + f"; datasets without metric scores yet: {', '.join(sorted(set(counts.index) - scored)) or 'none'}"
                         + "; of the planned 6 datasets x 12 models")

@@ -6,8 +6,9 @@ Runs the public CLI once per dataset, the same way a user would:
         --all-metrics --no-track --csv <tmp> --home <home>
 
 and writes ``results/ground_truth/metric_scores.csv`` in long form (``model, dataset, metric,
-score``) under ``#`` header lines naming the commands, the package versions and the per-metric
-code versions. The learner of the combined ranking (zoorank.metrics.combine) fits on these scores
+score, version``) under ``#`` header lines naming the commands and the package versions;
+``version`` is each metric's code version when that dataset was scored. The learner of the
+combined ranking (zoorank.metrics.combine) fits on these scores
 against the ground truth's accuracies; benchmarks/bench_combined.py reads them.
 
 The file is rewritten after each dataset (atomically), so a partial run leaves the datasets it
@@ -18,6 +19,7 @@ finished. Use a home of its own (default /work/h15home), never the ground-truth 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -60,6 +62,15 @@ def run_with_retries(cmd: list[str], retries: int):
         print(f"score_ground_truth_zoo: attempt {attempt + 1} failed (exit {proc.returncode}), retrying in 60 s:\n"
               f"{proc.stderr[-800:]}", file=sys.stderr)
         time.sleep(60)
+
+
+def metric_versions(metrics: list[str]) -> dict[str, str]:
+    """Each metric's code version as the checkout states it now (a fresh interpreter, so the versions
+    are those the ranking just used)."""
+    code = ("import json, sys; from zoorank.metrics.registry import get_metric; "
+            "print(json.dumps({m: str(get_metric(m).version) for m in sys.argv[1:]}))")
+    proc = subprocess.run([sys.executable, "-c", code, *metrics], cwd=ROOT, capture_output=True, text=True)
+    return json.loads(proc.stdout) if proc.returncode == 0 else {}
 
 
 def long_form(table: pd.DataFrame, dataset: str, metrics: list[str]) -> pd.DataFrame:
@@ -118,7 +129,10 @@ def main(argv=None) -> int:
                 print(f"score_ground_truth_zoo: {d} failed (exit {proc.returncode}):\n{proc.stderr[-2000:]}",
                       file=sys.stderr)
                 continue
-            done.append(long_form(pd.read_csv(csv), d, metrics))
+            part = long_form(pd.read_csv(csv), d, metrics)
+            versions_now = metric_versions(metrics)
+            part["version"] = part["metric"].map(versions_now)
+            done.append(part)
         commands.append(" ".join(["zoorank", *cmd[1:-4], "--home", "<home>"]) + f"   # {took:.0f} s wall")
         print(f"score_ground_truth_zoo: {d} scored in {took:.0f} s", file=sys.stderr)
         header = [
