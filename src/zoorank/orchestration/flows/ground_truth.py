@@ -27,7 +27,8 @@ import functools
 import json
 import math
 import threading
-import time
+from dataclasses import dataclass, field
+from typing import Any
 
 import pandas as pd
 
@@ -36,6 +37,7 @@ from prefect.cache_policies import NO_CACHE
 
 from zoorank.compute import finetune
 from zoorank.config import Settings, apply_offline_defaults
+from zoorank.pipeline.requests import RunOptions
 from zoorank.storage.arrays import ArrayStore
 from zoorank.storage.keys import content_key
 from zoorank.support.faults import kill_point
@@ -258,17 +260,35 @@ def _results(futs) -> tuple[list, list]:
     return results, errors
 
 
+@dataclass(frozen=True)
+class GroundTruthRequest:
+    """What to fine-tune: ``models`` (spec ids or ModelSpecs) x ``datasets``; ``grid`` ((lr, wd)
+    pairs; ``None``: ``finetune.FULL_GRID``) at the first of ``seeds``, the other seeds at the chosen
+    point; the ``budget`` (``None``: ``finetune.Budget()``); the split's seed; intra-op ``threads``
+    per worker (``None``: torch's default)."""
+
+    models: list[Any]
+    datasets: list[str]
+    grid: list[Any] | None = None
+    seeds: list[int] = field(default_factory=lambda: [0])
+    budget: finetune.Budget | None = None
+    split_seed: int = 0
+    threads: int | None = None
+
+
 @flow(name="ground-truth", log_prints=False, persist_result=False)
-def ground_truth_flow(specs: list, datasets: list[str], grid: list | None = None, seeds: list | None = None,
-                      budget: finetune.Budget | None = None, settings: Settings | None = None,
-                      device: str = "cpu", data_root: str | None = None, split_seed: int = 0,
-                      track: bool = True, threads: int | None = None) -> dict:
-    """Fine-tune ``specs`` x ``datasets``: per pair the probe, ``grid`` ((lr, wd) pairs) at the first
-    seed, lr retries if all diverged, then the other ``seeds`` at the chosen point.
+def ground_truth_flow(request: GroundTruthRequest, options: RunOptions | None = None,
+                      settings: Settings | None = None) -> dict:
+    """Fine-tune ``request.models`` x ``request.datasets``: per pair the probe, the grid at the first
+    seed, lr retries if all diverged, then the other seeds at the chosen point.
 
     Tasks are submitted dataset by dataset. Returns ``{"table": records (one per pair),
     "trials": records, "run_id": parent run id}``.
     """
+    options = options or RunOptions()
+    specs, datasets, grid, seeds, budget = request.models, request.datasets, request.grid, request.seeds, request.budget
+    device, data_root, split_seed, track, threads = (options.device, options.data_root, request.split_seed,
+                                                     options.track, request.threads)
     from zoorank.pipeline.sources import spec_id
     from zoorank.storage.tracking import logical_key
 
@@ -375,11 +395,12 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
     _check_locations(settings, track)
     with flow_settings():
         fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
-        res = fl(specs, datasets, list(grid) if grid else None, list(seeds), budget, settings, device, data_root,
-                 split_seed, track, threads)
+        request = GroundTruthRequest(specs, datasets, list(grid) if grid else None, list(seeds), budget, split_seed,
+                                     threads)
+        res = fl(request, RunOptions(device=device, data_root=data_root, track=track), settings)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
 
 
-__all__ = ["ground_truth_flow", "run_ground_truth", "load_ground_truth", "finetune_trial", "probe_pair",
+__all__ = ["ground_truth_flow", "GroundTruthRequest", "run_ground_truth", "load_ground_truth", "finetune_trial", "probe_pair",
            "trial_key", "probe_key", "probe_head_key", "pair_key", "MAX_LR_RETRIES"]
