@@ -9,7 +9,6 @@ import pandas as pd
 
 from zoorank.config import DEFAULT_RANK_BY
 from zoorank.pipeline.stages import StageResult, SubsetSpec
-from zoorank.storage.keys import content_digest
 
 __all__ = ["PairOutcome", "collect_pair", "ranking_table", "logical_key", "default_metrics", "ranking_params"]
 
@@ -80,10 +79,12 @@ def ranking_table(pairs: list[PairOutcome], metrics: list[str], rank_by: str = D
 
 def logical_key(models: list[dict], datasets: list[dict], subset: SubsetSpec,
                 metrics: list[str], params: dict) -> str:
-    """Identity of a ranking (same inputs -> same key): used to avoid duplicate MLflow runs."""
-    return content_digest("ranking", models=sorted(m["identity"] for m in models),
-                          datasets=sorted(d["fingerprint"] for d in datasets), subset=subset.as_dict(),
-                          metrics=sorted(metrics), params=params)
+    """Identity of a ranking (same inputs -> same key): used to avoid duplicate MLflow runs
+    (:func:`zoorank.storage.tracking.values.ranking_key`, the one formula)."""
+    from zoorank.storage.tracking.values import ranking_key
+
+    return ranking_key([m["identity"] for m in models], [d["fingerprint"] for d in datasets], subset, metrics,
+                       params)
 
 
 def ranking_params(metric_params: dict, stage_params: dict, metrics: list[str] | None = None) -> dict:
