@@ -137,8 +137,8 @@ def cmd_ground_truth(args, settings) -> int:
     if args.csv:
         if not args.dataset:
             raise ValueError("ground-truth --csv needs --dataset (and --zoo) to say which pairs")
-        from zoorank.api import resolve_specs
-        from zoorank.pipeline.pairs import model_identity
+        from zoorank.pipeline.preflight import resolve_specs
+        from zoorank.pipeline.sources import model_identity
 
         identities = [model_identity(s, store)["identity"] for s in resolve_specs(args.zoo)]
         table = ground_truth_table(store_records(store), budget=budget.as_dict(), identities=identities,
