@@ -237,3 +237,13 @@ def test_duplicate_rows_in_the_history_are_listed_in_the_notes():
     over = acc.iloc[:2].assign(source="shipped", time=0.0)
     out, info, notes = add_combined(ranking_table(scores, "d0"), METRICS, history_of(scores, acc, over))
     assert any("2 duplicate or contradictory row(s) overridden" in n and "d0/x0" in n for n in notes["d0"])
+
+
+def test_cards_from_specs_prefer_the_zoo_files_declared_fields():
+    from zoorank.reporting.combined import cards_from_specs
+    from zoorank.zoo import ModelSpec
+
+    declared = ModelSpec(id="mine", source="torchvision:resnet18", source_accuracy=0.69758, parameters=11_689_512)
+    acc, size = cards_from_specs(["mobilenet_v2", declared, "cnn_usps"])
+    assert acc == {"mobilenet_v2": 0.71878, "mine": 0.69758}          # cnn_usps: its card states none
+    assert size["mine"] == 11_689_512 and size["cnn_usps"] == 151_498

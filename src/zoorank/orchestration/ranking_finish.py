@@ -34,7 +34,7 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
         from zoorank.storage.layered import open_store  # behind settings.read_store when set
 
         ties = tie_sets(open_store(settings), outcomes, request.metric_params)
-        table, combined, combined_notes = with_combined(open_store(settings), table, metrics)
+        table, combined, combined_notes = with_combined(open_store(settings), table, metrics, request.models)
     except BaseException as exc:
         if run is not None:
             run.__exit__(type(exc), exc, exc.__traceback__)
@@ -55,15 +55,17 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
             "combined_notes": combined_notes}
 
 
-def with_combined(store, table, metrics) -> tuple:
+def with_combined(store, table, metrics, specs=None) -> tuple:
     """Issue 15: keep this ranking's scores for the history, load the history (shipped + the user's
     ground truth, zoorank.pipeline.history) and add the priors and ``combined``
-    (zoorank.reporting.combined.add_combined). Returns (table, {dataset: info}, {dataset: [note]})."""
+    (zoorank.reporting.combined.add_combined; model cards from ``specs``, the zoo's entries).
+    Returns (table, {dataset: info}, {dataset: [note]})."""
     from zoorank.pipeline.history import load_history, record_ranking_scores
-    from zoorank.reporting.combined import add_combined
+    from zoorank.reporting.combined import add_combined, cards_from_specs
 
     record_ranking_scores(store, table, metrics)
-    return add_combined(table, metrics, load_history(store))
+    acc, size = cards_from_specs(specs)
+    return add_combined(table, metrics, load_history(store), source_accuracy=acc, parameters=size)
 
 
 def run_opener(settings: Settings, request: RankRequest, options: RunOptions):

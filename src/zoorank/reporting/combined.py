@@ -23,7 +23,7 @@ import pandas as pd
 from zoorank.metrics import combine
 from zoorank.zoo.cards import BUILTIN_CARDS
 
-__all__ = ["add_combined", "expected_top1_regret", "log_combined", "COMBINED_ARTIFACT"]
+__all__ = ["add_combined", "cards_from_specs", "expected_top1_regret", "log_combined", "COMBINED_ARTIFACT"]
 
 COMBINED_ARTIFACT = "combined.json"
 MAX_LISTED = 6
@@ -36,6 +36,22 @@ def _cards(models, source_accuracy=None, parameters=None) -> tuple[dict, dict]:
     acc.update(source_accuracy or {})
     size.update(parameters or {})
     return ({m: v for m, v in acc.items() if v is not None}, {m: v for m, v in size.items() if v})
+
+
+def cards_from_specs(specs) -> tuple[dict, dict]:
+    """(source accuracy, parameters) by model id from zoo entries: a zoo file's declared fields over
+    the built-in cards (zoorank.zoo.cards.model_card); a bare id reads the built-in card."""
+    from zoorank.zoo.cards import ModelCard, model_card
+
+    acc, size = {}, {}
+    for spec in specs or []:
+        mid = spec if isinstance(spec, str) else spec.id
+        card = BUILTIN_CARDS.get(spec, ModelCard()) if isinstance(spec, str) else model_card(spec)
+        if card.source_accuracy is not None:
+            acc[mid] = card.source_accuracy
+        if card.parameters:
+            size[mid] = card.parameters
+    return acc, size
 
 
 def _listed(names) -> str:
@@ -96,6 +112,10 @@ def add_combined(table: pd.DataFrame, metrics, history, *, source_accuracy=None,
             lines.append(f"new to the history: {_listed(new)}: no ground truth for them on other datasets, so "
                          "their `combined` score rests on their metric scores and model cards (history_mean "
                          "enters as the dataset's middle)")
+        unscored = [m for m in metrics if m not in train or not train[m].notna().any()]
+        if unscored and comb.learned:
+            lines.append(f"no history dataset has scores of {_listed(unscored)}: their weight cannot be learned "
+                         "(0)")
         if comb.learned:
             top = sorted(comb.weights.items(), key=lambda kv: -abs(kv[1]))[:4]
             lines.append(f"combined ({comb.method}): {comb.note}; largest weights "
