@@ -29,9 +29,10 @@ docs/operations.md ("MLflow", "MLflow parent runs of killed processes").
 
 Modules
 -------
-:mod:`.tracker` (:class:`Tracker`, assembled from) :mod:`.client` (connection, lock, experiment,
+:mod:`.tracker` (:class:`Tracker`, assembled from) :mod:`.client` (connection, experiment,
 runs found or created by tags), :mod:`.rankings` (ranking parents and pair runs), :mod:`.stale`
-(owners, stale runs), :mod:`.tables` (ranking tables as artifacts); :mod:`.runs` (run handles),
+(owners, stale runs), :mod:`.tables` (ranking tables as artifacts); :mod:`.lock` (the
+cross-process find-or-create lock); :mod:`.runs` (run handles),
 :mod:`.tags` and :mod:`.values` (tag names, run kinds, how values look to MLflow; no MLflow import),
 :mod:`.errors`. Names are exported lazily (PEP 562): ``zoorank.storage.tracking.tags`` loads
 without MLflow. The ranking chart is drawn by :mod:`zoorank.reporting.charts`.

@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import hashlib
 import logging
 import math
 import os
 import re
-import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -25,6 +21,7 @@ from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from zoorank.storage.tracking.errors import TrackingError, TrackingUnavailable
+from zoorank.storage.tracking.lock import TrackingLock, http_lock_file, sqlite_lock_file
 from zoorank.storage.tracking.runs import TaggedRun
 from zoorank.storage.tracking.tags import _FINISHED
 from zoorank.storage.tracking.values import _MAX_TAG_LEN, _as_float, _chunks, _flatten, _name, _quote, _sqlite_path, redact_uri
@@ -54,15 +51,13 @@ class TrackerClient:
         self.tracking_uri = str(tracking_uri)
         self.experiment_name = experiment
         self._uri_text = redact_uri(self.tracking_uri)
-        self._tlock = threading.RLock()
         self._lock_file = None
         scheme = urlparse(self.tracking_uri).scheme.lower()
         if scheme in ("http", "https"):
             for name, value in HTTP_ENV_DEFAULTS.items():
                 os.environ.setdefault(name, value)
             self._probe_http(connect_timeout)
-            digest = hashlib.sha256(self.tracking_uri.rstrip("/").encode()).hexdigest()[:16]
-            self._lock_file = Path(tempfile.gettempdir()) / f"zoorank-mlflow-{digest}.lock"
+            self._lock_file = http_lock_file(self.tracking_uri)
         elif scheme == "sqlite":
             db = _sqlite_path(self.tracking_uri)
             if db is not None:
@@ -73,7 +68,8 @@ class TrackerClient:
                         f"MLflow tracking URI {self._uri_text} is not usable: cannot create folder "
                         f"{db.parent} ({e.strerror or e})"
                     ) from e
-                self._lock_file = db.with_name(db.name + ".zoorank.lock")
+                self._lock_file = sqlite_lock_file(db)
+        self._locker = TrackingLock(self._lock_file)
         self.artifact_location = self._artifact_location(artifact_root, experiment)
         with self._lock():  # first use of a sqlite file runs schema migrations: serialise them
             try:
@@ -123,34 +119,9 @@ class TrackerClient:
             raise TrackingUnavailable(f"MLflow artifact root {path} cannot be created ({e.strerror or e})") from e
         return path.as_uri()
 
-    @contextlib.contextmanager
-    def _lock(self) -> Iterator[None]:
-        with self._tlock:
-            if self._lock_file is None:
-                yield
-                return
-            try:
-                fh_cm = open(self._lock_file, "a+")
-            except OSError as e:  # read-only folder: nothing to serialise against but readers
-                log.debug("no tracking lock file %s (%s); continuing without it", self._lock_file, e)
-                yield
-                return
-            with fh_cm as fh:
-                deadline = time.monotonic() + 120.0
-                while True:
-                    try:
-                        fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        if time.monotonic() > deadline:
-                            raise TrackingError(
-                                f"timed out waiting for the tracking lock {self._lock_file}"
-                            ) from None
-                        time.sleep(0.05)
-                try:
-                    yield
-                finally:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+    def _lock(self):
+        """The tracking lock (:mod:`.lock`), held around every find-or-create."""
+        return self._locker.hold()
 
     def _ensure_experiment(self) -> str:
         exp = self.client.get_experiment_by_name(self.experiment_name)
