@@ -161,8 +161,8 @@ def write_report(result: dict, out_dir, *, settings=None, header: str = "") -> d
         run_id = run.info.run_id
         full = tables["full"]
         if len(full):
-            t._log(run_id, metrics={f"tau.{m}.mean": v for m, v in full["mean"].items() if np.isfinite(v)})
+            t.log_run(run_id, metrics={f"tau.{m}.mean": v for m, v in full["mean"].items() if np.isfinite(v)})
         t.client.log_artifacts(run_id, os.fspath(out), "benchmark")
-        t.client.set_terminated(run_id, "FINISHED")
+        t.end_run(run_id)
     return {"folder": str(out), "markdown": str(out / "report.md"), "html": str(out / "report.html"),
             "images": images, "run_id": run_id}
