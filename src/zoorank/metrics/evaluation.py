@@ -129,3 +129,16 @@ def evaluate_ranking(scores, accuracies) -> dict[str, float]:
         "top3_regret": top_k_regret(s, a, min(3, s.size)),
     }
 
+
+
+def binomial_accuracy_draws(seed_accuracies, n_test: int, n_boot: int, rng) -> np.ndarray:
+    """Bootstrap draws of a pair's accuracy when its test images are resampled: drawing ``n_test``
+    images with replacement from a test set on which a trial scored ``p`` gives
+    ``Binomial(n_test, p) / n_test`` correct; one such draw per trial (seed), then the mean over
+    seeds, as the pair's accuracy is. Returns ``n_boot`` values. ``p`` in {0, 1} has no spread."""
+    p = np.asarray(seed_accuracies, dtype=np.float64).reshape(-1)
+    if p.size == 0 or not np.all(np.isfinite(p)) or np.any((p < 0) | (p > 1)):
+        raise ValueError(f"seed accuracies must be finite values in [0, 1], got {p.tolist()}")
+    if int(n_test) < 1:
+        raise ValueError(f"n_test must be >= 1 test image, got {n_test}")
+    return (rng.binomial(int(n_test), p, size=(int(n_boot), p.size)) / int(n_test)).mean(axis=1)
