@@ -117,7 +117,7 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
         progress.note(f"every stage of the {len(cached)} pairs is cached: served from {settings.store}")
         result = finish_ranking(settings, cached, request,
                                 dataclasses.replace(options, track=track and known_run is None))
-        result["run_id"] = known_run or result["run_id"]
+        result.run_id = known_run or result.run_id
     else:
         from zoorank.orchestration.flows.rank import rank_flow
         from zoorank.orchestration.runners import flow_settings, make_task_runner
@@ -136,10 +136,10 @@ def rank(zoo="default", dataset: str | Iterable[str] = "digits", *, per_class: i
 
     from zoorank.reporting.ties import TieSet
 
-    table = pd.DataFrame(result["table"])
-    for d, lines in result.get("combined_notes", {}).items():   # the combined ranking's notes (#15)
+    table = pd.DataFrame(result.table)
+    for d, lines in (result.combined_notes or {}).items():   # the combined ranking's notes (#15)
         notes.setdefault(d, []).extend(lines)
     if details:
-        return RankingResult(table, result["run_id"], {d: TieSet.from_dict(t) for d, t in result["ties"].items()},
+        return RankingResult(table, result.run_id, {d: TieSet.from_dict(t) for d, t in result.ties.items()},
                              notes, from_cache=cached is not None)
-    return (table, result["run_id"]) if return_run_id else table
+    return (table, result.run_id) if return_run_id else table

@@ -409,12 +409,16 @@ def training_inputs(metric_scores: pd.DataFrame | None, history: pd.DataFrame, *
                     metrics=(), source_accuracy=None, parameters=None) -> pd.DataFrame:
     """Inputs of every history dataset except ``exclude`` (columns ``dataset``, ``model``, inputs),
     each with ``history_mean`` computed from the history without ``exclude`` and without the row's
-    own dataset: the ranked dataset's accuracies reach neither the targets nor the features."""
+    own dataset: the ranked dataset's accuracies reach neither the targets nor the features. When
+    ``metrics`` are asked for, a dataset without any metric score is left out of the training rows
+    (it still counts in ``history_mean``): fitted on, it would weigh the priors against nothing."""
     h = history if exclude is None else history[history["dataset"] != exclude]
     frames = []
     for d, part in h.groupby("dataset", sort=True):
         t = input_table(metric_scores, d, part["model"].tolist(), h, metrics=metrics,
                         source_accuracy=source_accuracy, parameters=parameters)
+        if list(metrics) and not t[list(metrics)].notna().any().any():
+            continue   # no metric scores for this dataset: it would teach the priors' weights alone
         frames.append(t.reset_index().assign(dataset=d))
     if not frames:
         return pd.DataFrame(columns=["dataset", "model", *metrics, *PRIORS])

@@ -3,10 +3,8 @@ and imports none from here): the table, the tie sets at the top, MLflow logging;
 the MLflow parent run as soon as the identities are known."""
 from __future__ import annotations
 
-from dataclasses import asdict
-
 from zoorank.config import DEFAULT_RANK_BY, Settings
-from zoorank.pipeline.outcomes import ranking_params, ranking_table
+from zoorank.pipeline.outcomes import RankOutput, ranking_params, ranking_table
 from zoorank.pipeline.requests import RankRequest, RunOptions
 from zoorank.pipeline.stages import feature_keys
 
@@ -25,9 +23,9 @@ def tie_sets(store, outcomes: list, metric_params: dict | None = None, rank_by: 
 
 
 def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, options: RunOptions,
-                   run=None) -> dict:
+                   run=None) -> RankOutput:
     """Table, tie sets and MLflow logging of finished pairs (the flow's last step, and the whole
-    of a ranking served from the cache). Returns the flow's result dict."""
+    of a ranking served from the cache)."""
     metrics = request.metric_names()
     try:
         table = ranking_table(outcomes, metrics)
@@ -50,9 +48,8 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
             from zoorank.reporting.combined import log_combined
 
             log_combined(settings, run_id, combined)
-    return {"table": table.to_dict("records"), "run_id": run_id, "pairs": [asdict(o) for o in outcomes],
-            "ties": {d: t.as_dict() for d, t in ties.items()}, "combined": combined,
-            "combined_notes": combined_notes}
+    return RankOutput(table.to_dict("records"), run_id, list(outcomes), {d: t.as_dict() for d, t in ties.items()},
+                      combined, combined_notes)
 
 
 def with_combined(store, table, metrics, specs=None) -> tuple:
