@@ -162,3 +162,18 @@ def test_standardise_frame_equals_standardise_per_dataset():
         for c in ("x", "y"):
             old = pd.concat([standardise(part[c], t) for _, part in df.groupby("dataset")]).reindex(df.index)
             np.testing.assert_allclose(new[c].to_numpy(), old.to_numpy(), rtol=1e-12, atol=1e-12)
+
+
+def test_loo_top1_regret_zero_for_a_perfect_metric_and_the_gap_for_a_reversed_one():
+    from zoorank.metrics.combine import loo_top1_regret
+    scores, hist = _synthetic(n_datasets=4, n_models=6, seed=2)
+    train = scores.merge(hist, on=["dataset", "model"])
+    train["perfect"] = train["accuracy"]
+    train["reversed"] = -train["accuracy"]
+    train = train.drop(columns="accuracy")            # training inputs carry no accuracy
+    regret, n = loo_top1_regret(train, hist, ["perfect"], "pairwise")
+    assert (regret, n) == (0.0, 4)
+    # equal weights on the reversed truth pick each dataset's worst model: regret = mean(max - min)
+    gap = hist.groupby("dataset")["accuracy"].agg(lambda a: a.max() - a.min()).mean()
+    regret, n = loo_top1_regret(train, hist, ["reversed"], "rankmean")
+    assert n == 4 and regret == pytest.approx(gap)
