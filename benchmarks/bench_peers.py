@@ -275,8 +275,12 @@ def markdown(report: dict) -> str:
             if metric == "lead" and size == "big" and zoo:      # target: <= 10 s on 50,000 x 2,048
                 met = "yes (<= 10 s)" if zoo["seconds"] <= 10 else "**no** (> 10 s)"
             errs = [r["error"] for r in entry["ref"] + entry["zoorank"] if "error" in r]
+            threads = {r.get("threads") for r in entry["ref"] + entry["zoorank"]}
+            name = metric if threads in ({None}, {report.get("threads")}) else \
+                f"{metric} ({'/'.join(str(t or 'default') for t in sorted(threads, key=str))} " \
+                f"thread{'' if threads == {1} else 's'} a side)"
             lines.append(
-                f"| {metric} | {ref_label} | `{zoo_label}` | {_fmt(ref and ref['seconds'])} | "
+                f"| {name} | {ref_label} | `{zoo_label}` | {_fmt(ref and ref['seconds'])} | "
                 f"{_fmt(zoo and zoo['seconds'])} | {_fmt(speed, '{:.2f}x')} | "
                 f"{_fmt(ref and ref['peak_rss_mib'], '{:.0f}')} / {_fmt(zoo and zoo['peak_rss_mib'], '{:.0f}')} | "
                 f"{_fmt(mem, '{:.2f}')} | {_fmt(agree, '{:.1e}')} | {met}"
