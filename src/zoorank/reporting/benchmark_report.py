@@ -9,7 +9,11 @@
 * ``tau_bars.png`` -- weighted tau per metric per dataset (grouped bars, LEAD first);
 * ``scatter_<dataset>.png`` -- metric score vs fine-tuned accuracy, one panel per metric shown
   (LEAD and the best baselines), points labelled with model names;
-* ``tables/*.csv`` -- the tables as CSV.
+* ``tables/*.csv`` -- the tables as CSV;
+* with ``result["bootstrap"]`` (:mod:`zoorank.reporting.benchmark_bootstrap`, per ground truth
+  ``finetune`` / ``probe``): mean weighted tau and top-1 / top-3 regret with 90% CIs, LEAD's paired
+  comparison with each baseline, the line saying where LEAD loses; with ``result["compute_ratio"]``:
+  ranking compute against fine-tuning compute.
 
 With ``settings`` the folder is also logged as artifacts of an MLflow run (tag
 ``zoorank.kind=benchmark``).
@@ -63,10 +67,37 @@ def _plots(result: dict, tables: dict, out: Path) -> list[str]:
     return files
 
 
+_TRUTHS = {"finetune": "the fine-tuned accuracy", "probe": "the linear-probe accuracy (second ground truth)"}
+
+
+def _bootstrap_parts(result: dict) -> list[str]:
+    """Markdown of the error-bar tables (per ground truth) and of the compute ratio."""
+    parts = []
+    if "compute_ratio" in result:
+        r = result["compute_ratio"]
+        tot = r.loc["total"]
+        parts += ["## Compute: ranking the zoo against fine-tuning it (target <= 1%)", "",
+                  f"Over {int(tot['n_pairs'])} pairs: the cold ranking's per-pair stage seconds are "
+                  f"{tot['ratio_pair_seconds']:.2%} of the ground truth's trial + probe seconds, the ranking "
+                  f"process's CPU time {tot['ratio_cpu']:.2%} (target <= 1%: "
+                  f"{'met' if tot['ratio_cpu'] <= 0.01 else 'not met'} by CPU time).", "",
+                  md_table(r, digits=4), ""]
+    for name, sec in result.get("bootstrap", {}).items():
+        tabs = sec["tables"]
+        parts += [f"## Error bars against {_TRUTHS.get(name, name)}", "", f"**Where LEAD loses.** {sec['loses']}", "",
+                  "### Mean weighted tau with 90% CI", "", md_table(tabs["tau"]), "",
+                  "### Top-1 and top-3 regret (mean over datasets, as a fraction of test images: 0.01 = 1 point) with 90% CI", "",
+                  md_table(tabs["regret"]), "",
+                  "### LEAD against each baseline (paired: the same draws; `lead_wins` = share of draws in "
+                  "which LEAD's mean tau is higher; CI of the difference)", "", md_table(tabs["paired"]), ""]
+    return parts
+
+
 def render_markdown(result: dict, tables: dict, images: list[str], header: str = "") -> str:
     parts = ["# Benchmark: transferability metrics vs fine-tuned accuracy", ""]
     if header:
         parts += [header, ""]
+    parts += _bootstrap_parts(result)
     parts += ["## Full data: weighted Kendall tau (metric x dataset, mean over datasets)", "",
               md_table(tables["full"]), ""]
     if "tau_bars.png" in images:
@@ -147,6 +178,11 @@ def write_report(result: dict, out_dir, *, settings=None, header: str = "") -> d
         t.to_csv(out / "tables" / f"{name}.csv")
     for d, recs in result["per_dataset"].items():
         pd.DataFrame(recs).to_csv(out / "tables" / f"dataset_{d}.csv", index=False)
+    for name, sec in result.get("bootstrap", {}).items():
+        for kind, t in sec["tables"].items():
+            t.to_csv(out / "tables" / f"ci_{kind}_{name}.csv")
+    if "compute_ratio" in result:
+        result["compute_ratio"].to_csv(out / "tables" / "compute_ratio.csv")
     images = _plots(result, tables, out)
     md = render_markdown(result, tables, images, header)
     (out / "report.md").write_text(md)
