@@ -16,16 +16,26 @@ Model, start, updates and stopping rule are those of scikit-learn's
   after ``max_iter`` steps; the posteriors are one E-step with the final parameters (what
   ``predict_proba`` returns after ``fit``).
 
-Why not scikit-learn's own loop (issue 17): it multiplies the data by every component's
-dense ``q x q`` factor (GEMM) and forms every covariance by a GEMM of the whole ``(N, q)``
-centred copy, one component at a time. Here the same quantities come from a triangular
-multiply (BLAS ``trmm``, on ``x - mu_k`` so nothing cancels) and a symmetric rank update of
-the ``sqrt(r)``-weighted centred rows (``syrk``): half the flops of each, on row blocks that
-stay in cache, with the components shared among worker threads (one BLAS thread each).
+Why not scikit-learn's own loop (issue 17): it multiplies all N rows by every component's
+dense ``q x q`` factor (a GEMM each) and forms every covariance by a GEMM of the whole
+``(N, q)`` centred copy, one component at a time, with multi-threaded BLAS calls that stall
+on a shared machine. Here:
+
+- E-step: a triangular multiply (BLAS ``trmm``, half a GEMM's flops) of ``x - mu_k``
+  (nothing cancels), on row blocks that stay in cache; the row blocks are shared among the
+  worker threads (rows are independent);
+- M-step: a symmetric rank update (``syrk``, half a GEMM's flops) of the
+  ``sqrt(r)``-weighted centred rows, only over the rows whose responsibility has not
+  underflowed (:meth:`_Em.moments`); the components are shared among the workers;
+- every worker uses one BLAS thread (no per-call thread wake-ups); the worker count is the
+  BLAS thread count in force (:func:`blas_workers`);
+- one E-step fewer than ``fit`` + ``predict_proba``.
+
 The heavy products run in the data's dtype (float32 stays float32, as in scikit-learn);
 block sums, means, covariances and their Cholesky factors are float64. Each component's
-sums run over the same blocks in the same order whatever the number of workers, so the
-result does not depend on it.
+sums run over the same rows in the same order whatever the number of workers, so the
+result does not depend on it. One thread, 10,000 x 81, 50 components: 0.19 CPU-s per EM
+step against scikit-learn's 0.50 (``docs/performance.md``).
 """
 from __future__ import annotations
 
@@ -208,8 +218,8 @@ def fit_gmm_full(x: np.ndarray, n_components: int, *, max_iter: int = 100, tol: 
     ``GaussianMixture(covariance_type="full").fit(x).predict_proba(x)``, same start, updates
     and stopping rule, up to rounding).
 
-    ``n_workers``: threads sharing the components (default :func:`blas_workers`); the
-    result is the same for any number. ``block_elems``: entries per row block.
+    ``n_workers``: threads sharing the E-step's row blocks and the M-step's components
+    (default :func:`blas_workers`); the result is the same for any number. ``block_elems``: entries per row block.
     Raises ``ValueError`` on a bad argument, non-finite data, or a singular covariance.
     """
     from sklearn.cluster import KMeans
