@@ -86,7 +86,8 @@ def _bootstrap_parts(result: dict) -> list[str]:
         tabs = sec["tables"]
         parts += [f"## Error bars against {_TRUTHS.get(name, name)}", "", f"**Where LEAD loses.** {sec['loses']}", "",
                   "### Mean weighted tau with 90% CI", "", md_table(tabs["tau"]), "",
-                  "### Top-1 and top-3 regret (mean over datasets, as a fraction of test images: 0.01 = 1 point) with 90% CI", "",
+                  "### Top-1 and top-3 regret (mean over datasets, as a fraction of test images: 0.01 = 1 point) "
+                  "with 90% CI", "",
                   md_table(tabs["regret"]), "",
                   "### LEAD against each baseline (paired: the same draws; `lead_wins` = share of draws in "
                   "which LEAD's mean tau is higher; CI of the difference)", "", md_table(tabs["paired"]), ""]
