@@ -96,3 +96,27 @@ def test_compute_ratio_on_hand_table():
     assert out.loc["total", "ratio_cpu"] == pytest.approx(14.0 / 600.0)
     with pytest.raises(ValueError, match="no \\(dataset, model\\) pair"):
         bb.compute_ratio(ranking.assign(dataset="q"), finetune)
+
+
+def test_report_renders_error_bars_and_compute_ratio(tmp_path):
+    from zoorank.reporting.benchmark_report import write_report
+    from zoorank.reporting.benchmark_tables import evaluate_scores
+
+    acc = [0.3, 0.45, 0.6, 0.75, 0.9]
+    truth = _truth([("x", f"m{i}", a, 600, [a]) for i, a in enumerate(acc)])
+    scores = {"x": pd.DataFrame({"model": [f"m{i}" for i in range(5)], "lead": acc[::-1], "knn": acc})}
+    ev, notes = evaluate_scores(scores["x"], truth[["model", "accuracy"]], ["lead", "knn"])
+    meas = bb.per_draw_measures(scores, truth, ["lead", "knn"], n_boot=50)
+    tabs = bb.interval_tables(meas)
+    result = {"datasets": ["x"], "metrics": ["lead", "knn"], "per_dataset": {"x": ev.to_dict("records")},
+              "notes": {"x": notes}, "scores": {}, "truth": [], "low_data": [], "ablations": [],
+              "bootstrap": {"finetune": {"tables": tabs, "loses": bb.where_reference_loses(tabs, meas)}},
+              "compute_ratio": bb.compute_ratio(
+                  pd.DataFrame({"dataset": ["x"], "model": ["m0"], "seconds": [1.0]}),
+                  pd.DataFrame({"dataset": ["x"], "model": ["m0"], "trial_seconds": [150.0], "probe_seconds": [50.0]}),
+                  {"x": 1.0})}
+    md = (tmp_path / "report.md").read_text() if write_report(result, tmp_path) else ""
+    assert "lead ranks 2 of 2" in md and "below the best metric on x (-1.000 against knn's 1.000)" in md
+    assert "CPU time 0.50% (target <= 1%: met by CPU time)" in md
+    paired = pd.read_csv(tmp_path / "tables" / "ci_paired_finetune.csv", index_col=0)
+    assert paired.loc["knn", "lead_wins"] == 0.0 and paired.loc["knn", "diff"] == pytest.approx(-2.0)
