@@ -1,5 +1,6 @@
 """What a ranking reports about its pairs: one :class:`PairOutcome` per (model, dataset), the
-ranking table, the ranking's logical key (MLflow run reuse) and its parameters."""
+ranking table, and the parameters that enter the ranking's logical key (the key itself:
+``zoorank.storage.tracking.values.ranking_key``)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -8,9 +9,9 @@ import numpy as np
 import pandas as pd
 
 from zoorank.config import DEFAULT_RANK_BY
-from zoorank.pipeline.stages import StageResult, SubsetSpec
+from zoorank.pipeline.stages import FeatureKeys, StageResult, SubsetSpec
 
-__all__ = ["PairOutcome", "collect_pair", "ranking_table", "logical_key", "default_metrics", "ranking_params"]
+__all__ = ["PairOutcome", "RankOutput", "collect_pair", "ranking_table", "default_metrics", "ranking_params"]
 
 
 def default_metrics() -> list[str]:
@@ -34,6 +35,23 @@ class PairOutcome:
     cache_hits: dict = field(default_factory=dict)  # stage -> bool (scores: count of hits)
     keys: dict = field(default_factory=dict)
     upstream: dict = field(default_factory=dict)    # metric -> {keyword: key of its upstream output}
+
+    def feature_keys(self) -> FeatureKeys:
+        """The keys of the pair's stored arrays (``keys`` holds them as a plain dict for MLflow)."""
+        return FeatureKeys(**self.keys)
+
+
+@dataclass
+class RankOutput:
+    """What a ranking returns (the rank flow and the cached path alike): the table as records,
+    the MLflow parent run (``None`` untracked), every pair's outcome, the tie sets as dicts."""
+
+    table: list[dict]
+    run_id: str | None
+    pairs: list[PairOutcome]
+    ties: dict[str, dict] = field(default_factory=dict)
+    combined: dict[str, dict] = field(default_factory=dict)        # issue 15: per dataset, what `combined` is
+    combined_notes: dict[str, list] = field(default_factory=dict)  # issue 15: its notes for the output
 
 
 def collect_pair(model: dict, dataset: dict, keys: dict, stage_results: list[StageResult],
@@ -75,16 +93,6 @@ def ranking_table(pairs: list[PairOutcome], metrics: list[str], rank_by: str = D
     df["rank"] = df.groupby("dataset")[key].rank(ascending=False, method="min", na_option="bottom").astype(int)
     df = df.sort_values(["dataset", "rank", "model"]).reset_index(drop=True)
     return df[["dataset", "rank", "model", *metrics, "seconds", "cached_stages", "failed"]]
-
-
-def logical_key(models: list[dict], datasets: list[dict], subset: SubsetSpec,
-                metrics: list[str], params: dict) -> str:
-    """Identity of a ranking (same inputs -> same key): used to avoid duplicate MLflow runs
-    (:func:`zoorank.storage.tracking.values.ranking_key`, the one formula)."""
-    from zoorank.storage.tracking.values import ranking_key
-
-    return ranking_key([m["identity"] for m in models], [d["fingerprint"] for d in datasets], subset, metrics,
-                       params)
 
 
 def ranking_params(metric_params: dict, stage_params: dict, metrics: list[str] | None = None) -> dict:

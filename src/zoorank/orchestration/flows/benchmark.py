@@ -155,15 +155,15 @@ def _full_from_rank(settings, request: BenchmarkRequest, options: RunOptions):
 
     res = rank_flow(request.rank_request(), RunOptions(options.device, options.batch_size, options.data_root,
                                                        options.track, False), settings)
-    table = pd.DataFrame(res["table"])
-    skipped = {(p["dataset"], p["model"]): "; ".join(f"{m}: {why}" for m, why in sorted(p["skipped"].items()))
-               for p in res["pairs"]}
+    table = pd.DataFrame(res.table)
+    skipped = {(p.dataset, p.model): "; ".join(f"{m}: {why}" for m, why in sorted(p.skipped.items()))
+               for p in res.pairs}
     full, pair_keys = {}, {}
     for d in request.datasets:
         full[d] = table[table["dataset"] == d].reset_index(drop=True)
         full[d]["skipped"] = [skipped.get((d, m), "") for m in full[d]["model"]]
-    for p in res["pairs"]:
-        pair_keys.setdefault(p["dataset"], {})[p["model"]] = stages.FeatureKeys(**p["keys"])
+    for p in res.pairs:
+        pair_keys.setdefault(p.dataset, {})[p.model] = p.feature_keys()
     return full, pair_keys
 
 

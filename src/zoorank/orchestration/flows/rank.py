@@ -26,7 +26,7 @@ from prefect import flow, get_run_logger
 from zoorank.config import Settings
 from zoorank.orchestration import tasks
 from zoorank.orchestration.ranking_finish import finish_ranking, run_opener
-from zoorank.pipeline.outcomes import collect_pair
+from zoorank.pipeline.outcomes import RankOutput, collect_pair
 from zoorank.pipeline.requests import RankRequest, RunOptions
 from zoorank.pipeline.sources import PairSource
 from zoorank.pipeline.upstream import distinct_stages, plan_metrics
@@ -82,16 +82,16 @@ def _flow_body(settings: Settings, request: RankRequest, options: RunOptions, op
 
 
 @flow(name="rank", log_prints=False, persist_result=False)
-def rank_flow(request: RankRequest, options: RunOptions | None = None, settings: Settings | None = None) -> dict:
-    """Rank ``request.models`` on each of ``request.datasets``; returns ``{"table": records,
-    "run_id", "pairs", "ties"}``."""
+def rank_flow(request: RankRequest, options: RunOptions | None = None,
+              settings: Settings | None = None) -> RankOutput:
+    """Rank ``request.models`` on each of ``request.datasets``."""
     settings = settings or Settings.from_env()
     options = options or RunOptions()
     opener = run_opener(settings, request, options) if options.track else None
     outcomes, run = _flow_body(settings, request, options, opener)
     result = finish_ranking(settings, outcomes, request, options, run=run)
     try:
-        get_run_logger().info("ranked %d pairs; MLflow run %s", len(outcomes), result["run_id"])
+        get_run_logger().info("ranked %d pairs; MLflow run %s", len(outcomes), result.run_id)
     except Exception:  # noqa: BLE001 - logging is best effort
         pass
     return result

@@ -101,7 +101,7 @@ def rerank_flow(zoo: str, datasets: list[str], per_class: int | None = 100, spli
     from zoorank.config import apply_offline_defaults
     from zoorank.orchestration.flows.rank import rank_flow
     from zoorank.orchestration.runners import make_task_runner
-    from zoorank.pipeline.outcomes import PairOutcome, ranking_params
+    from zoorank.pipeline.outcomes import ranking_params
     from zoorank.pipeline.preflight import check_locations, resolve_specs
     from zoorank.pipeline.requests import RankRequest, RunOptions
     from zoorank.pipeline.stages import SubsetSpec
@@ -118,10 +118,10 @@ def rerank_flow(zoo: str, datasets: list[str], per_class: int | None = 100, spli
 
     sub = rank_flow.with_options(task_runner=make_task_runner(runner, workers, dask_address))
     result = sub(request, RunOptions(device, batch_size, data_root, track=False), settings)
-    table = pd.DataFrame(result["table"])
-    outcomes = [PairOutcome(**p) for p in result["pairs"]]
+    table = pd.DataFrame(result.table)
+    outcomes = result.pairs
     full = full_stage_count(metrics)
-    recomputed = sorted([r["dataset"], r["model"]] for r in result["table"] if int(r["cached_stages"]) < full)
+    recomputed = sorted([r["dataset"], r["model"]] for r in result.table if int(r["cached_stages"]) < full)
     changes = compare_rankings(prev_table, table)
 
     run_id = log_ranking(settings, outcomes, table, subset=request.subset, metrics=metrics,
@@ -146,7 +146,7 @@ def rerank_flow(zoo: str, datasets: list[str], per_class: int | None = 100, spli
                               len(changes["moved"]), run_id)
     except Exception:  # noqa: BLE001 - logging is best effort
         pass
-    return {"run_id": run_id, "previous_run_id": prev_id, "table": result["table"],
+    return {"run_id": run_id, "previous_run_id": prev_id, "table": result.table,
             "recomputed_pairs": recomputed, **changes}
 
 
