@@ -106,5 +106,8 @@ def test_lead_ablations_on_synthetic_zoo(prefect_server, settings):
     assert len(abl) == len(LEAD_ABLATIONS)          # every variant listed (a saturated one has tau NaN:
     assert abl["synth"].notna().sum() >= len(LEAD_ABLATIONS) - 2   # constant scores, e.g. eta_t=100)
     per = pd.DataFrame(res["per_dataset"]["synth"]).set_index("metric")
-    # the default variant (eta_t=1, mean scaling, platt, cross_fit=5) is the full-data LEAD score
-    assert abl.loc[("eta_t", "eta_t=1"), "synth"] == pytest.approx(per.loc["lead", "weighted_tau"])
+    # the default variant (LEAD's default eta_t, every other option at its default) is the
+    # full-data LEAD score
+    from zoorank.metrics.lead.evolution import DEFAULT_ETA_T
+
+    assert abl.loc[("eta_t", f"eta_t={DEFAULT_ETA_T:g}"), "synth"] == pytest.approx(per.loc["lead", "weighted_tau"])
