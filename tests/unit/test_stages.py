@@ -142,6 +142,7 @@ def test_score_keys_follow_each_metrics_own_version():
 
     up, params = {"features": "sha256:aa", "labels": "sha256:bb"}, {"k": 3}
     lead, logme = (stages.metric_registry.get_metric(m) for m in ("lead", "logme"))
+    lead = dataclasses.replace(lead, version=1)
     assert stages.score_key(lead, up, params) == content_key("scores", metric="lead", upstream=up, params=params)
     bumped = dataclasses.replace(lead, version=2)
     assert stages.score_key(bumped, up, params) != stages.score_key(lead, up, params)
@@ -176,9 +177,9 @@ PINNED = {
                      "sample_ids": "sample_ids/6ae25da223663ccb049c4526"},
     "svm": "svm_logits/f570f211537a50a8b27c5678", "ntk": "ntk_eigenvalues/cb434120f03bd8027bb5cf3b",
     "svm_cross_fit0": "svm_logits/a6093772d0e6f8a0c9d3fc3e",
-    "scores": {"lead": "scores/c2ade9710bb62557f8dde81d", "logme": "scores/25dcbdfb37757be94f8797ba",
+    "scores": {"logme": "scores/25dcbdfb37757be94f8797ba",
                "leep": "scores/e49bdda09cb0443660ded755",
-               "transrate": "scores/9cca9c47de001b1292741f00", "lead_eta": "scores/e9d9e863b8ac9958dba11ecc"},
+               "transrate": "scores/9cca9c47de001b1292741f00"},
     "rows": {"logme": "scores/7e9ad25e5bfd7ad97e6a138a", "leep": "scores/16ffc440157cb522a6519f5d"},
 }
 
@@ -197,10 +198,26 @@ def _pinned_input(tmp_path):
     return store, keys
 
 
-def test_cache_keys_are_the_ones_written_before_the_generic_stages(tmp_path):
+def _lead_as_declared_at_3468b64():
+    """LEAD with the stage and score versions of commit 3468b64 (svm_logits 3, ntk_eigenvalues 3,
+    score version 1): later bumps (issue 13) re-key on purpose; the formula must not change."""
+    import dataclasses
+
+    from zoorank.metrics import registry
+
+    lead = registry.get_metric("lead")
+    old = {"svm_logits": 3, "ntk_eigenvalues": 3}
+    return dataclasses.replace(lead, version=1, upstream=tuple(
+        dataclasses.replace(u, version=old.get(u.name, u.version)) for u in lead.upstream))
+
+
+def test_cache_keys_are_the_ones_written_before_the_generic_stages(tmp_path, monkeypatch):
+    from zoorank.metrics import registry
     from zoorank.pipeline.pair_run import score_pair
     from zoorank.pipeline.upstream import plan_metrics
+    from zoorank.storage.keys import content_key
 
+    monkeypatch.setitem(registry.METRICS, "lead", _lead_as_declared_at_3468b64())
     store, keys = _pinned_input(tmp_path)
     assert vars(keys) == PINNED["feature_keys"]
     pair = PairRef(keys, "toy-model@abc", "toy-dataset-fp")
@@ -208,10 +225,16 @@ def test_cache_keys_are_the_ones_written_before_the_generic_stages(tmp_path):
     results, scores, upstream = score_pair(store, pair, plans)
     assert {r.stage: r.key for r in results} == {"svm_logits": PINNED["svm"], "ntk_eigenvalues": PINNED["ntk"]}
     assert upstream == {"lead": {"log_init": PINNED["svm"], "class_eigenvalues": PINNED["ntk"]}}
-    assert {m: r.key for m, r in scores.items()} == {m: PINNED["scores"][m] for m in scores}
-    # LEAD's own keyword reaches the score (not a stage); a stage parameter reaches the stage
+    assert {m: scores[m].key for m in ("logme", "leep", "transrate")} == \
+        {m: PINNED["scores"][m] for m in ("logme", "leep", "transrate")}
+    # LEAD's score key: the formula of 3468b64 over its stages' checksums (their values follow
+    # LEAD's defaults, which issue 13 changed, so the pinned LEAD score keys hold only for them)
+    sums = {n: store.checksum(getattr(keys, n)) for n in ("features", "labels", "sample_ids")}
+    sums.update(log_init=store.checksum(PINNED["svm"]), class_eigenvalues=store.checksum(PINNED["ntk"]))
+    assert scores["lead"].key == content_key("scores", metric="lead", upstream=sums, params={})
     _, eta, _ = score_pair(store, pair, plan_metrics(["lead"], {"lead": {"eta_t": 3.0}}))
-    assert eta["lead"].key == PINNED["scores"]["lead_eta"]
+    assert eta["lead"].key == content_key("scores", metric="lead", upstream=sums, params={"eta_t": 3.0})
+    # a stage parameter reaches the stage (LEAD's own keyword routed there), not the score
     assert _lead_stage(store, keys, "svm_logits", {"cross_fit": 0}).key == PINNED["svm_cross_fit0"]
     routed = plan_metric("lead", {"cross_fit": 0})
     assert routed.score_params == {} and routed.stages[0].params == {"cross_fit": 0}
