@@ -276,6 +276,123 @@ class GroundTruthRequest:
     threads: int | None = None
 
 
+def _limit_threads(threads: int | None) -> None:
+    """One intra-op thread per worker: on a shared, oversubscribed CPU torch's spinning OpenMP
+    threads made a training step ~20x slower than a single thread (measured, 2 loaded cores); BLAS
+    likewise (the probe's logistic regression: 54 s with default threads, 2.8 s with 1)."""
+    if threads:
+        import torch
+        from threadpoolctl import threadpool_limits
+
+        torch.set_num_threads(int(threads))
+        threadpool_limits(limits=int(threads))
+
+
+@dataclass
+class _Plan:
+    """One ground truth in progress: the resolved request, the store, the runs, the submitter."""
+
+    settings: Settings
+    request: GroundTruthRequest
+    options: RunOptions
+    grid: list
+    seeds: list
+    budget: finetune.Budget
+    store: ArrayStore
+    tracker: _GTTracker | None
+    parent: str | None = None
+
+    def submit(self, spec, d, pair_run, probe_fut, lr, wd, seed):
+        return finetune_trial.submit(self.settings, spec, d, finetune.TrialParams(lr, wd, seed), self.budget,
+                                     self.request.split_seed, self.options.device, self.options.data_root,
+                                     pair_run, probe_fut)
+
+
+def _open_parent(plan: _Plan) -> None:
+    from zoorank.pipeline.sources import spec_id
+    from zoorank.storage.tracking import logical_key
+
+    if plan.tracker is None:
+        return
+    ids, datasets, device = [spec_id(s) for s in plan.request.models], list(plan.request.datasets), plan.options.device
+    lk = logical_key(kind=KIND_GT, models=ids, datasets=datasets, grid=[list(g) for g in plan.grid],
+                     seeds=plan.seeds, budget=plan.budget.as_dict(), recipe=finetune.RECIPE_VERSION, device=device)
+    plan.parent = plan.tracker.parent(lk, {"models": ",".join(ids), "datasets": ",".join(datasets),
+                                           "grid": json.dumps(plan.grid), "seeds": json.dumps(plan.seeds),
+                                           "budget": plan.budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
+                                           "device": device, "split_seed": plan.request.split_seed})
+
+
+def _submit_grids(plan: _Plan) -> list[dict]:
+    """Phase 1, dataset by dataset: per pair its run, the probe and the grid at the first seed."""
+    from zoorank.pipeline.sources import spec_id
+
+    pairs = []
+    for d in plan.request.datasets:
+        for spec in plan.request.models:
+            pair_run = plan.tracker.pair(plan.parent, spec_id(spec), d, {
+                "grid": json.dumps(plan.grid), "seeds": json.dumps(plan.seeds)}) if plan.tracker else None
+            probe_fut = probe_pair.submit(plan.settings, spec, d, plan.budget, plan.request.split_seed,
+                                          plan.options.device, plan.options.data_root)
+            futs = [plan.submit(spec, d, pair_run, probe_fut, lr, wd, plan.seeds[0]) for lr, wd in plan.grid]
+            pairs.append({"spec": spec, "d": d, "run": pair_run, "probe": probe_fut, "grid": futs, "more": []})
+    return pairs
+
+
+def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
+    """lr / 10 retries while every grid point diverged, then phase 2: the other seeds at the point
+    chosen on validation."""
+    results, errors = _results(p["grid"])
+    tried = [float(r["lr"]) for r in results]
+    for _ in range(MAX_LR_RETRIES):
+        if finetune.choose_point(results) is not None or not results or errors:
+            break
+        lr = min(tried) / 10
+        tried.append(lr)
+        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, plan.grid[0][1],
+                                          plan.seeds[0])])
+        results += more
+        errors += err
+    p["results"], p["errors"] = results, errors
+    point = finetune.choose_point(results)
+    if point is not None:
+        p["more"] = [plan.submit(p["spec"], p["d"], p["run"], p["probe"], *point, s) for s in plan.seeds[1:]]
+
+
+def _finish_pair(plan: _Plan, p: dict) -> tuple[dict, list]:
+    """The pair's row (ground truth from its trials and probe: a store record and its run's metrics)."""
+    from zoorank.pipeline.sources import spec_id
+
+    more, err = _results(p["more"])
+    results, errors = p["results"] + more, p["errors"] + err
+    try:
+        probe = p["probe"].result()
+    except Exception as exc:  # noqa: BLE001
+        probe = None
+        errors.append(f"probe: {type(exc).__name__}: {exc}")
+    row = {"dataset": p["d"], "model": spec_id(p["spec"]), "n_trials": len(results), "failed": "; ".join(errors)}
+    if results or probe:
+        gt = finetune.pair_ground_truth(results, probe)
+        data = _splits(p["d"], plan.budget, plan.request.split_seed, plan.options.data_root)
+        plan.store.put_record(pair_key(_identity(p["spec"])["identity"], data.fingerprint, plan.grid, plan.seeds,
+                                       plan.budget), gt)
+        row.update({k: gt[k] for k in ("test_top1", "se", "test_mean_class", "val_top1", "lp_test_top1",
+                                       "best_lr", "best_wd", "n_seeds", "n_test", "converged", "n_diverged")},
+                   seconds=round(sum(r["seconds"] for r in results), 2),
+                   cached_trials=sum(bool(r["cache_hit"]) for r in results))
+        if plan.tracker:
+            plan.tracker.t.log_run(p["run"], metrics=_finite({f"gt.{k}": gt[k] for k in (
+                "test_top1", "test_mean_class", "val_top1", "se", "se_seeds", "se_test", "lp_test_top1",
+                "lp_val_top1", "n_test", "n_seeds", "n_diverged", "val_change_last20", "val_se")})
+                | {"gt.n_trials": len(results), "gt.converged": float(gt["converged"])},
+                tags={"zoorank.gt_best": json.dumps({"lr": gt["best_lr"], "wd": gt["best_wd"],
+                                                     "per_seed": gt["per_seed"]}),
+                      "zoorank.gt_diverged": json.dumps(gt["diverged"])})
+    if plan.tracker:
+        plan.tracker.t.end_run(p["run"], "FINISHED" if not errors else "FAILED")
+    return row, results
+
+
 @flow(name="ground-truth", log_prints=False, persist_result=False)
 def ground_truth_flow(request: GroundTruthRequest, options: RunOptions | None = None,
                       settings: Settings | None = None) -> dict:
@@ -286,98 +403,23 @@ def ground_truth_flow(request: GroundTruthRequest, options: RunOptions | None = 
     "trials": records, "run_id": parent run id}``.
     """
     options = options or RunOptions()
-    specs, datasets, grid, seeds, budget = request.models, request.datasets, request.grid, request.seeds, request.budget
-    device, data_root, split_seed, track, threads = (options.device, options.data_root, request.split_seed,
-                                                     options.track, request.threads)
-    from zoorank.pipeline.sources import spec_id
-    from zoorank.storage.tracking import logical_key
-
     settings = settings or Settings.from_env()
-    if threads:
-        # one intra-op thread per worker: on a shared, oversubscribed CPU torch's spinning OpenMP
-        # threads made a training step ~20x slower than a single thread (measured, 2 loaded cores);
-        # BLAS likewise (the probe's logistic regression: 54 s with default threads, 2.8 s with 1)
-        import torch
-        from threadpoolctl import threadpool_limits
-
-        torch.set_num_threads(int(threads))
-        threadpool_limits(limits=int(threads))
-    grid = [tuple(map(float, g)) for g in (grid or finetune.FULL_GRID)]
-    seeds = [int(s) for s in (seeds or [0])]
-    budget = budget or finetune.Budget()
-    store = ArrayStore(settings.store)
-    tracker = _GTTracker(settings) if track else None
-    ids = [spec_id(s) for s in specs]
-    parent = None
-    if tracker:
-        lk = logical_key(kind=KIND_GT, models=ids, datasets=list(datasets), grid=[list(g) for g in grid],
-                         seeds=seeds, budget=budget.as_dict(), recipe=finetune.RECIPE_VERSION, device=device)
-        parent = tracker.parent(lk, {"models": ",".join(ids), "datasets": ",".join(datasets),
-                                     "grid": json.dumps(grid), "seeds": json.dumps(seeds),
-                                     "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
-                                     "device": device, "split_seed": split_seed})
-    common = (budget, split_seed, device, data_root)
-
-    def submit(spec, d, pair_run, probe_fut, lr, wd, seed):
-        return finetune_trial.submit(settings, spec, d, finetune.TrialParams(lr, wd, seed), *common, pair_run,
-                                     probe_fut)
-
-    pairs = []
-    for d in datasets:                                   # phase 1: probe + grid at the first seed
-        for spec in specs:
-            pair_run = tracker.pair(parent, spec_id(spec), d, {"grid": json.dumps(grid), "seeds": json.dumps(seeds)}) \
-                if tracker else None
-            probe_fut = probe_pair.submit(settings, spec, d, budget, split_seed, device, data_root)
-            futs = [submit(spec, d, pair_run, probe_fut, lr, wd, seeds[0]) for lr, wd in grid]
-            pairs.append({"spec": spec, "d": d, "run": pair_run, "probe": probe_fut, "grid": futs, "more": []})
-    for p in pairs:                                      # lr retries, then phase 2: the other seeds
-        results, errors = _results(p["grid"])
-        tried = [float(r["lr"]) for r in results]
-        for _ in range(MAX_LR_RETRIES):
-            if finetune.choose_point(results) is not None or not results or errors:
-                break
-            lr = min(tried) / 10
-            tried.append(lr)
-            more, err = _results([submit(p["spec"], p["d"], p["run"], p["probe"], lr, grid[0][1], seeds[0])])
-            results += more
-            errors += err
-        p["results"], p["errors"] = results, errors
-        point = finetune.choose_point(results)
-        if point is not None:
-            p["more"] = [submit(p["spec"], p["d"], p["run"], p["probe"], *point, s) for s in seeds[1:]]
+    _limit_threads(request.threads)
+    plan = _Plan(settings, request, options, [tuple(map(float, g)) for g in (request.grid or finetune.FULL_GRID)],
+                 [int(s) for s in (request.seeds or [0])], request.budget or finetune.Budget(),
+                 ArrayStore(settings.store), _GTTracker(settings) if options.track else None)
+    _open_parent(plan)
+    pairs = _submit_grids(plan)
+    for p in pairs:
+        _retry_then_other_seeds(plan, p)
     rows, trials = [], []
     for p in pairs:
-        more, err = _results(p["more"])
-        results, errors = p["results"] + more, p["errors"] + err
-        try:
-            probe = p["probe"].result()
-        except Exception as exc:  # noqa: BLE001
-            probe = None
-            errors.append(f"probe: {type(exc).__name__}: {exc}")
-        trials.extend(results)
-        row = {"dataset": p["d"], "model": spec_id(p["spec"]), "n_trials": len(results), "failed": "; ".join(errors)}
-        if results or probe:
-            gt = finetune.pair_ground_truth(results, probe)
-            data = _splits(p["d"], budget, split_seed, data_root)
-            store.put_record(pair_key(_identity(p["spec"])["identity"], data.fingerprint, grid, seeds, budget), gt)
-            row.update({k: gt[k] for k in ("test_top1", "se", "test_mean_class", "val_top1", "lp_test_top1",
-                                           "best_lr", "best_wd", "n_seeds", "n_test", "converged", "n_diverged")},
-                       seconds=round(sum(r["seconds"] for r in results), 2),
-                       cached_trials=sum(bool(r["cache_hit"]) for r in results))
-            if tracker:
-                tracker.t.log_run(p["run"], metrics=_finite({f"gt.{k}": gt[k] for k in (
-                    "test_top1", "test_mean_class", "val_top1", "se", "se_seeds", "se_test", "lp_test_top1",
-                    "lp_val_top1", "n_test", "n_seeds", "n_diverged", "val_change_last20", "val_se")})
-                    | {"gt.n_trials": len(results), "gt.converged": float(gt["converged"])},
-                    tags={"zoorank.gt_best": json.dumps({"lr": gt["best_lr"], "wd": gt["best_wd"],
-                                                         "per_seed": gt["per_seed"]}),
-                          "zoorank.gt_diverged": json.dumps(gt["diverged"])})
-        if tracker:
-            tracker.t.end_run(p["run"], "FINISHED" if not errors else "FAILED")
+        row, results = _finish_pair(plan, p)
         rows.append(row)
-    if tracker:
-        tracker.t.end_run(parent, "FINISHED")
-    return {"table": rows, "trials": trials, "run_id": parent}
+        trials.extend(results)
+    if plan.tracker:
+        plan.tracker.t.end_run(plan.parent, "FINISHED")
+    return {"table": rows, "trials": trials, "run_id": plan.parent}
 
 
 def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0,), budget=None,
