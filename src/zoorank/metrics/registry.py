@@ -151,17 +151,18 @@ _SRC = ("features", "labels", "source_probs")
 # LEAD's cached stages (zoorank.metrics.lead; docs/lead.md). Versions 3: the values that
 # STAGE_VERSIONS held before the stages were declared here (keys unchanged): svm 2, default svm
 # feature_norm "standard" -> "l2"; 3, folds by sample identity; ntk 2, default NTK feature_norm
-# "none" -> "l2"; 3, samples by identity. LEAD's own keywords reach the stages (from_metric).
+# "none" -> "l2"; 3, samples by identity; 4 (issue 13): svm default calibration Platt -> softmax
+# T=0.1, head-only NTK default feature_norm "l2" -> "none". LEAD's own keywords reach the stages (from_metric).
 _NTK_FROM_LEAD = {"samples_per_class": "samples_per_class", "ntk_feature_norm": "feature_norm",
                   "head_widths": "head_widths", "ntk_method": "method", "random_state": "random_state",
                   "dtype": "dtype"}
-_LEAD_SVM = Upstream("svm_logits", "lead:svm_logits", "log_init", version=3,
+_LEAD_SVM = Upstream("svm_logits", "lead:svm_logits", "log_init", version=4,
                      from_metric={"normalisation": "normalisation", "cross_fit": "cross_fit",
                                   "svm_feature_norm": "feature_norm", "svm": "svm", "C": "C",
                                   "max_fit_samples": "max_fit_samples", "temperature": "temperature",
                                   "random_state": "random_state", "dtype": "dtype"})
 #: ntk="head": the random head's NTK on the features (a deviation from the paper, docs/lead.md)
-_LEAD_HEAD_NTK = Upstream("ntk_eigenvalues", "lead:class_ntk_eigenvalues", "class_eigenvalues", version=3,
+_LEAD_HEAD_NTK = Upstream("ntk_eigenvalues", "lead:class_ntk_eigenvalues", "class_eigenvalues", version=4,
                           from_metric=_NTK_FROM_LEAD, when=("ntk", "head"))
 #: ntk="network": the paper's kernel, the whole network F = h o f on the selected images
 _LEAD_NETWORK_NTK = Upstream("network_ntk_eigenvalues", "lead:network_ntk_eigenvalues", "class_eigenvalues",
@@ -171,19 +172,21 @@ _LEAD_NETWORK_NTK = Upstream("network_ntk_eigenvalues", "lead:network_ntk_eigenv
 
 #: LEAD's ablations (the benchmark's LEAD table): one lead_score keyword changed at a time
 _LEAD_ABLATIONS = (
-    *(("eta_t", f"eta_t={v:g}", {"eta_t": v}) for v in (0.0, 0.1, 0.3, 1.0, 3.0, 10.0, 100.0)),
+    *(("eta_t", f"eta_t={v:g}", {"eta_t": v}) for v in (0.0, 1e-6, 1e-5, 5e-5, 1e-4, 1e-3, 1e-2)),
     *(("samples_per_class", f"S={v}", {"samples_per_class": v}) for v in (2, 5, 10, 64)),
     *(("normalisation", f"svm norm={v}", {"normalisation": v}) for v in ("platt", "softmax", "temperature")),
     ("cross_fit", "cross_fit=0 (in-sample)", {"cross_fit": 0}),
     ("cross_fit", "cross_fit=5 (out-of-fold)", {"cross_fit": 5}),
     *(("eigenvalue_scale", f"eig scale={v}", {"eigenvalue_scale": v}) for v in ("mean", "max", "none")),
     *(("svm_feature_norm", f"svm features={v}", {"svm_feature_norm": v}) for v in ("standard", "l2", "none")),
-    *(("ntk_feature_norm", f"ntk features={v}", {"ntk_feature_norm": v}) for v in ("none", "l2")),
+    *(("ntk_feature_norm", f"ntk features={v}", {"ntk_feature_norm": v}) for v in ("none", "l2", "standard")),
 )
 
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("lead", "lead:lead_score", _FL, optional=("log_init", "class_eigenvalues") + _IDS,
            paper="Hu et al., LEAD, CVPR 2024", upstream=(_LEAD_SVM, _LEAD_HEAD_NTK, _LEAD_NETWORK_NTK),
+           # version 2 (issue 13): Eq. 7 defaults eta_t 1 -> 5e-5 per logit (lambda / K), no per-model scale
+           version=2,
            selectors={"ntk": "head"},
            image_scores=ImageScores("zoorank.reporting.ties:lead_image_scores",
                                     ("eta_t", "eigenvalue_scale", "apply_softmax")),

@@ -20,7 +20,7 @@ from __future__ import annotations
 import importlib
 
 _EXPORTS = {
-    "evolution": ("DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "STAGE_VERSIONS", "TYPICAL_LAMBDA_PER_LOGIT",
+    "evolution": ("DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "TYPICAL_LAMBDA_PER_LOGIT",
                   "check_eigenvalues", "evolve_logits",
                   "image_log_likelihoods", "_EIGEN_SCALES", "_LOG_FLOOR", "_choice", "_evolve",
                   "_log_softmax", "_scaled_rates"),

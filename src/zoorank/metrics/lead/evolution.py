@@ -15,7 +15,7 @@ import numpy as np
 
 from zoorank.metrics.validation import check_matrix, encode_labels, one_hot
 
-__all__ = ["DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "STAGE_VERSIONS", "TYPICAL_LAMBDA_PER_LOGIT",
+__all__ = ["DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "TYPICAL_LAMBDA_PER_LOGIT",
            "check_eigenvalues", "evolve_logits", "image_log_likelihoods"]
 
 _EIGEN_SCALES = ("per_logit", "none", "mean", "max")
@@ -26,9 +26,6 @@ TYPICAL_LAMBDA_PER_LOGIT = 1.27e4
 #: ln 2 / TYPICAL_LAMBDA_PER_LOGIT, rounded: the typical backbone keeps half its weight on its
 #: initial logits (neither saturated nor frozen); one value for every model (docs/lead.md)
 DEFAULT_ETA_T = 5e-5
-#: bump when a stage's defaults change what it returns (cache keys; issue 13: softmax calibration,
-#: raw head input, per-logit absolute time scale)
-STAGE_VERSIONS = {"svm_logits": 4, "ntk_eigenvalues": 4, "network_ntk_eigenvalues": 2, "lead_score": 2}
 _LOG_FLOOR = 1e-12
 
 
