@@ -178,8 +178,9 @@ def bootstrap_section(result, truth, metrics, n_boot, out):
     for name, col, seeds in (("finetune", "accuracy", "seed_accuracies"), ("probe", "lp_accuracy", None)):
         t = truth[truth["dataset"].isin(list(scores))].copy()
         t["accuracy"] = t[col]
-        if seeds is None:
+        if seeds is None:       # one probe per pair, on the pair's test split (shared by the dataset's pairs)
             t["seed_accuracies"] = [[a] for a in t[col]]
+            t["n_test"] = t.groupby("dataset")["n_test"].transform("max")
         meas = bb.per_draw_measures(scores, t.dropna(subset=["accuracy"]), metrics, n_boot=n_boot, seed=0)
         tabs = bb.interval_tables(meas)
         label = " against the fine-tuned accuracy" if name == "finetune" else " against the linear-probe accuracy"
@@ -196,7 +197,7 @@ def main(argv=None) -> int:
     ap.add_argument("--ranking-times", default=TIMES)
     ap.add_argument("--measure-ranking", action="store_true",
                     help="time a cold ranking of every entering dataset that has no times yet")
-    ap.add_argument("--n-boot", type=int, default=2000)
+    ap.add_argument("--n-boot", type=int, default=1000)
     ap.add_argument("--out", default="results/benchmark")
     ap.add_argument("--home", default=os.environ.get("ZOORANK_HOME") or str(ROOT / ".zoorank"))
     args = ap.parse_args(argv)
@@ -221,6 +222,10 @@ def main(argv=None) -> int:
         metrics = None
     else:
         scores, metrics = scores_from_csv(ROOT / args.scores, enter)
+        long = pd.read_csv(ROOT / args.scores, comment="#")
+        if "version" in long:
+            lead = long[(long["metric"] == "lead") & long["dataset"].isin(enter)]["version"]
+            args.lead_version = ", ".join(sorted(set(map(str, lead))))
         for d in [d for d in enter if d not in scores]:
             why[d] = f"no scores in {args.scores}"
         enter = [d for d in enter if d in scores]
@@ -252,12 +257,15 @@ def main(argv=None) -> int:
 
 
 def header(enter, why, left_out, args, truth) -> str:
-    complete = not why
+    absent = [d for d in DATASETS if d not in enter and d not in why]
     lines = []
-    if not complete:
-        lines += [f"**PARTIAL** -- the ground truth is still being computed: {len(enter)} of "
-                  f"{len(enter) + len(why)} datasets enter ({', '.join(enter)}); left out: "
-                  + "; ".join(f"{d} ({w})" for d, w in why.items()) + ".", ""]
+    if why or absent or args.min_seeds < 3:
+        lines += [f"**PARTIAL** -- the ground truth is still being computed: {len(enter)} of {len(DATASETS)} "
+                  f"datasets enter ({', '.join(enter)})"
+                  + (f", with pairs of fewer than the protocol's 3 seeds (--min-seeds {args.min_seeds})"
+                     if args.min_seeds < 3 else "")
+                  + "; left out: " + "; ".join([*(f"{d} ({w})" for d, w in why.items()),
+                                                 *(f"{d} (not asked for)" for d in absent)]) + ".", ""]
     seeds = sorted(set(truth["n_seeds"]))
     lines += [
         f"Zoo `{ZOO}` (12 backbones at the fine-tuning resolution) x {', '.join(enter)}.",
@@ -267,12 +275,14 @@ def header(enter, why, left_out, args, truth) -> str:
         f"{args.min_seeds}); the linear probe's test top-1 is the second ground truth."
         + (f" Left out (every trial diverged): {', '.join(left_out)}." if left_out else ""),
         "**Scores**: " + ("the benchmark flow's rank subflow" if args.scores == "flow" else f"`{args.scores}`")
-        + f" ({PER_CLASS} training images per class, every metric, LEAD with its defaults).",
+        + f" ({PER_CLASS} training images per class, every metric, each with the defaults of the code that scored "
+        "it" + (f"; LEAD's metric version {args.lead_version}" if getattr(args, "lead_version", None) else "") + ").",
         f"**Error bars**: {args.n_boot} bootstrap draws, each resampling every pair's test images "
         "(Binomial(n_test, p) / n_test per trial, then the mean over seeds) and the datasets of the mean; "
         "90% percentile intervals.",
-        f"Regenerate: `.venv/bin/python scripts/ship_benchmark.py --scores {args.scores} --min-seeds "
-        f"{args.min_seeds}` (unchanged once the ground truth is complete; docs/ground_truth.md, \"Benchmark\").",
+        f"Regenerate: `.venv/bin/python scripts/ship_benchmark.py --scores {args.scores}"
+        + (" --measure-ranking" if args.measure_ranking else "") + "` (the default --min-seeds 3 once every pair "
+        "has its 3 seeds; docs/ground_truth.md, \"Benchmark\").",
     ]
     return "\n".join(lines)
 
