@@ -26,10 +26,17 @@ FIXED_COLUMNS = ("dataset", "rank", "model", "seconds", "cached_stages", "failed
 
 
 def recommended_column(table: pd.DataFrame) -> str:
-    """``"combined"`` when the table holds a finite combined score, else ``"lead"``."""
+    """``"combined"`` when the table holds a finite combined score, else the configured ranking
+    metric (``config.DEFAULT_RANK_BY``, LEAD) when it was scored, else the first metric column
+    (a ranking of chosen metrics only, e.g. ``--metrics knn``, ranks by its first metric)."""
+    from zoorank.config import DEFAULT_RANK_BY
+
     if "combined" in table and np.isfinite(pd.to_numeric(table["combined"], errors="coerce")).any():
         return "combined"
-    return "lead"
+    if DEFAULT_RANK_BY in table:
+        return DEFAULT_RANK_BY
+    scored = [c for c in table.columns if c not in FIXED_COLUMNS and pd.api.types.is_numeric_dtype(table[c])]
+    return scored[0] if scored else DEFAULT_RANK_BY
 
 
 @dataclass(frozen=True)
