@@ -44,11 +44,7 @@ FORBIDDEN_PACKAGES: dict[str, set[str]] = {
 
 #: Known violations, each with its reason and owner. This list may only shrink: an edge listed here
 #: that no longer exists fails the test too, so that it is removed from the list.
-ALLOWED_EDGES: dict[tuple[str, str], str] = {
-    ("zoorank.compute.finetune.data", "zoorank.storage.keys"):
-        "the split fingerprint is content_digest('labels', ...) (pure hashing, no I/O); computing it in the "
-        "caller (orchestration/flows/ground_truth.py) would keep the value and drop the edge",
-}
+ALLOWED_EDGES: dict[tuple[str, str], str] = {}
 
 
 # ------------------------------------------------------------------ reading the graph

@@ -2,7 +2,7 @@
 batched prediction / accuracy."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -21,6 +21,9 @@ class SplitData:
     test_x: np.ndarray
     test_y: np.ndarray
     n_classes: int
+    #: what identifies the split (dataset fingerprint, seed, fractions, per-class caps); the caller
+    #: that keys stored results digests it into ``fingerprint`` (compute/ does no key hashing)
+    identity: list = field(default_factory=list)
     fingerprint: str = ""
 
 
@@ -41,8 +44,6 @@ def prepare_splits(dataset, budget: Budget, *, split_seed: int = 0) -> SplitData
     each split capped at its ``*_per_class`` size (a smaller class keeps every image it has)."""
     from zoorank.data import stratified_split
     from zoorank.data.splits import cap_per_class
-    from zoorank.storage.keys import content_digest
-
     splits = stratified_split(dataset.labels, fractions=budget.split, random_state=split_seed)
     out = {}
     for name, per_class in (("train", budget.train_per_class), ("val", budget.val_per_class),
@@ -58,7 +59,7 @@ def prepare_splits(dataset, budget: Budget, *, split_seed: int = 0) -> SplitData
     fp_parts = [dataset.fingerprint(), split_seed, list(budget.split), budget.train_per_class,
                 budget.val_per_class, budget.test_per_class]
     return SplitData(*out["train"], *out["val"], *out["test"], n_classes=int(dataset.n_classes),
-                     fingerprint=content_digest("labels", parts=fp_parts))
+                     identity=fp_parts)
 
 
 def input_size_for(backbone, budget: Budget) -> tuple[int, int]:

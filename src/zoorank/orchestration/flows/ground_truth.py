@@ -27,6 +27,7 @@ import functools
 import json
 import math
 import threading
+import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,7 +60,11 @@ MAX_LR_RETRIES = 2
 def _splits(dataset_id: str, budget: finetune.Budget, split_seed: int, data_root: str | None):
     from zoorank.data import load_dataset
 
-    return finetune.prepare_splits(load_dataset(dataset_id, root=data_root), budget, split_seed=split_seed)
+    from zoorank.storage.keys import content_digest
+
+    data = finetune.prepare_splits(load_dataset(dataset_id, root=data_root), budget, split_seed=split_seed)
+    # the split's identity in the trial keys (the same digest the records were keyed by before)
+    return dataclasses.replace(data, fingerprint=content_digest("labels", parts=data.identity))
 
 
 _BACKBONE_LOCK = threading.Lock()
