@@ -96,14 +96,9 @@ def versions() -> str:
 
 
 def write(rows: pd.DataFrame, header: list[str], path: Path = OUT) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for line in header:
-            fh.write(f"# {line}\n")
-        rows.to_csv(fh, index=False, float_format="%.10g")
-    os.chmod(tmp, 0o644)
-    os.replace(tmp, path)
+    from zoorank.pipeline.ground_truth_records import write_commented_csv
+
+    write_commented_csv(rows, path, header, float_format="%.10g")
 
 
 def main(argv=None) -> int:

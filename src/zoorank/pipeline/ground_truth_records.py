@@ -143,11 +143,18 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, header_lines) -> None
     total = float(df["trial_seconds"].sum() + df["probe_seconds"].sum()) if len(df) else 0.0
     lines = [*header_lines, f"Compute spent: {total:.0f} s of single-threaded trial + probe time "
                             f"({total / 3600:.2f} CPU-hours) over {len(df)} pairs"]
+    write_commented_csv(df, path, lines, float_format="%.4f")
+
+
+def write_commented_csv(df: pd.DataFrame, path, header_lines, *, float_format: str) -> None:
+    """``df`` as CSV under ``# `` header lines, published atomically (temporary file + rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w", encoding="utf-8") as fh:
-        for line in lines:
+        for line in header_lines:
             fh.write(f"# {line}\n")
-        df.to_csv(fh, index=False, float_format="%.4f")
+        df.to_csv(fh, index=False, float_format=float_format)
     os.chmod(tmp, 0o644)
     os.replace(tmp, path)
 
