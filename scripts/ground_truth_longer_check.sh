@@ -55,12 +55,22 @@ EOF
 )
 [ -n "$plan" ] || { echo "ground_truth_longer_check: nothing to run (no shipped pairs for the sample)" >&2; exit 1; }
 
-# 2. the longer trials, one pair at a time (the lr differs per pair)
-while read -r model dataset lr zoofile; do
-  echo "[longer-check] $model on $dataset: lr $lr, seed 0, $LONG_STEPS steps"
-  "$ZOORANK" ground-truth --preset cpu --zoo "$zoofile" --dataset "$dataset" --lrs "$lr" --seeds 0 \
-    --steps "$LONG_STEPS" --threads 1 --workers 1 --no-track --home "$LONG_HOME"
-done <<< "$plan"
+# 2. the longer trials, one pair at a time per lane (the lr differs per pair); LONG_JOBS lanes
+#    (default 2) run side by side, each in its own home (two processes never share a store)
+LONG_JOBS=${LONG_JOBS:-2}
+run_lane() {
+  local lane=$1 i=0
+  while read -r model dataset lr zoofile; do
+    if (( i++ % LONG_JOBS == lane )); then
+      echo "[longer-check lane $lane] $model on $dataset: lr $lr, seed 0, $LONG_STEPS steps"
+      "$ZOORANK" ground-truth --preset cpu --zoo "$zoofile" --dataset "$dataset" --lrs "$lr" --seeds 0 \
+        --steps "$LONG_STEPS" --threads 1 --workers 1 --no-track --home "$LONG_HOME/lane$lane"
+    fi
+  done <<< "$plan"
+}
+pids=()
+for ((lane = 0; lane < LONG_JOBS; lane++)); do run_lane "$lane" & pids+=($!); done
+for pid in "${pids[@]}"; do wait "$pid"; done
 
 # 3. the longer run's table and its agreement with the shipped ranks
 "$PYTHON" - "$GT_RECORDS" "$LONG_HOME" "$LONG_STEPS" "$LONG_OUT" "$LONG_DATASETS" <<'EOF'
@@ -73,7 +83,8 @@ from zoorank.storage.arrays import ArrayStore
 records, home, steps, out, datasets = sys.argv[1:6]
 datasets = datasets.split()
 shipped = ground_truth_table(read_records(records), budget=Budget.cpu().as_dict(), datasets=datasets)
-longer = ground_truth_table(store_records(ArrayStore(Path(home) / "store.zarr")),
+lanes = sorted(Path(home).glob("lane*/store.zarr"))
+longer = ground_truth_table([r for lane in lanes for r in store_records(ArrayStore(lane))],
                             budget=replace(Budget.cpu(), steps=int(steps)).as_dict(), datasets=datasets)
 agree = rank_agreement(shipped, longer)
 pairs = shipped.merge(longer, on=["dataset", "model"], suffixes=("_shipped", "_longer"))

@@ -15,6 +15,11 @@ The file is rewritten after each dataset (atomically), so a partial run leaves t
 finished. Use a home of its own (default /work/h15home), never the ground-truth job's.
 
     .venv/bin/python scripts/score_ground_truth_zoo.py [--home DIR] [--per-class 40] [--dataset D ...]
+
+``--from-scores results/benchmark/ranking_scores.csv`` computes nothing: it takes the scores that
+``scripts/ship_benchmark.py --measure-ranking`` wrote from its cold rankings, which ran the same
+command (the same zoo, 40 images per class, every metric), so the benchmark and the history learn
+from one set of scores.
 """
 from __future__ import annotations
 
@@ -101,6 +106,34 @@ def write(rows: pd.DataFrame, header: list[str], path: Path = OUT) -> None:
     write_commented_csv(rows, path, header, float_format="%.10g")
 
 
+def copy_scores(source: Path, datasets: list[str], per_class: int, out: Path) -> int:
+    """Write ``out`` from the long scores table ``source`` (model, dataset, metric, score, version);
+    1 when a requested dataset is absent there."""
+    if not source.is_file():
+        raise SystemExit(f"score_ground_truth_zoo: --from-scores {source}: no such file")
+    rows = pd.read_csv(source, comment="#")
+    need = {"model", "dataset", "metric", "score", "version"}
+    if not need <= set(rows.columns):
+        raise SystemExit(f"score_ground_truth_zoo: {source} needs columns {sorted(need)}, has {list(rows.columns)}")
+    rows = rows[rows["dataset"].isin(datasets)][["model", "dataset", "metric", "score", "version"]]
+    have = sorted(set(rows["dataset"]))
+    header = [
+        "Metric scores of every (model, dataset) pair of the shipped ground truth's zoo (issue 15):",
+        f"  copied by scripts/score_ground_truth_zoo.py --from-scores {source.relative_to(ROOT) if source.is_absolute() and ROOT in source.parents else source}",
+        "  (the cold rankings of scripts/ship_benchmark.py --measure-ranking); the scored images are at most",
+        f"  {per_class} per class of the ranking's train split (zoorank rank's default stratified split, seed 0).",
+        f"Versions: {versions()}",
+        f"Datasets: {', '.join(have)}",
+        "Command (per dataset):",
+        "  " + " ".join(["zoorank", *rank_command("zoorank", "<dataset>", per_class, "<home>", "<csv>")[1:]]),
+    ]
+    write(rows.reset_index(drop=True), header, out)
+    missing = sorted(set(datasets) - set(have))
+    if missing:
+        print(f"score_ground_truth_zoo: {source} has no scores for {', '.join(missing)}", file=sys.stderr)
+    return 1 if missing else 0
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--home", default="/work/h15home", help="zoorank home of this run (never the ground truth's)")
@@ -108,7 +141,11 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", action="append", help=f"default: {' '.join(DATASETS)}")
     ap.add_argument("--out", default=str(OUT))
     ap.add_argument("--retries", type=int, default=3, help="retries of a failed dataset (a minute apart)")
+    ap.add_argument("--from-scores", metavar="CSV",
+                    help="take ship_benchmark.py --measure-ranking's scores (same command) instead of ranking")
     args = ap.parse_args(argv)
+    if args.from_scores:
+        return copy_scores(Path(args.from_scores), args.dataset or list(DATASETS), args.per_class, Path(args.out))
     zoorank = str(Path(sys.executable).with_name("zoorank"))
     metrics = metric_names(zoorank)
     datasets = args.dataset or list(DATASETS)
