@@ -59,7 +59,7 @@ def test_rank_flow_logs_caches_and_recomputes_only_what_changed(prefect_server, 
 
     # change an NTK parameter: eigenvalues and the LEAD score recompute, features stay cached
     ntk = rank(ZOO, "digits", per_class=6, metrics=["lead"], settings=settings,
-               stage_params={"ntk_eigenvalues": {"samples_per_class": 4}})
+               stage_params={"network_ntk_eigenvalues": {"samples_per_class": 4}})
     assert (ntk["cached_stages"] == 2).all()   # features + svm
 
 

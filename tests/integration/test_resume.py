@@ -19,13 +19,13 @@ pytestmark = pytest.mark.integration
 
 ZOO = ["cnn_mnist", "cnn_usps", "cnn_digitrec", "cnn_svhn"]
 METRICS = ["lead", "logme", "hscore", "nleep", "sfda", "pactran"]
-STAGES_PER_PAIR = 3 + len(METRICS)      # features, svm_logits, ntk_eigenvalues, one score per metric
+STAGES_PER_PAIR = 3 + len(METRICS)      # features, svm_logits, network_ntk_eigenvalues, one score per metric
 
 
 def _finished_stages(store: Path) -> int:
     """Stages whose output is published: features entries, LEAD stage arrays, score records."""
     count = 0
-    for stage in ("features", "svm_logits", "ntk_eigenvalues"):
+    for stage in ("features", "svm_logits", "network_ntk_eigenvalues"):
         folder = store / stage
         if folder.is_dir():
             count += sum(1 for p in folder.iterdir() if p.is_dir() and ".tmp-" not in p.name

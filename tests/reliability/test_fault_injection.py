@@ -30,7 +30,7 @@ def uninterrupted(prefect_server, tmp_path_factory):
                 settings=Settings.from_env(env={}, home=home))
 
 
-@pytest.mark.parametrize("point", ["features", "svm_logits", "ntk_eigenvalues", "score", "mlflow"])
+@pytest.mark.parametrize("point", ["features", "svm_logits", "network_ntk_eigenvalues", "score", "mlflow"])
 def test_kill_inside_each_stage_then_resume(point, uninterrupted, prefect_server, tmp_path):
     settings = Settings.from_env(env={}, home=tmp_path / "zr")
     env = {**os.environ, **settings.as_env(), "ZOORANK_KILL_AT": point}

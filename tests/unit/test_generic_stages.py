@@ -160,11 +160,13 @@ def test_network_ntk_is_an_image_level_stage_of_lead_computed_once(tmp_path):
     results, scores, upstream = score_pair(store, pair, plans, sources=sources)
     ntk = {r.stage: r for r in results}["network_ntk_eigenvalues"]
     assert not ntk.cache_hit and sources.loads == 1 and np.isfinite(scores["lead"].info["score"])
-    # the stage's value: the metric's function on the same backbone and the selected images
-    from zoorank.pipeline.upstream import _image_rows
+    # the stage's value: the metric's function on the same backbone and the selected images, the
+    # head input standardised with the statistics of the pair's cached features (LEAD's default)
+    from zoorank.pipeline.upstream import image_rows
 
-    direct = network_ntk_eigenvalues(TinyNet(), _image_rows(images, (8, 8)), images.labels, samples_per_class=2,
-                                     head_widths=(8,), sample_ids=images.rows)
+    direct = network_ntk_eigenvalues(TinyNet(), image_rows(images, (8, 8)), images.labels, samples_per_class=2,
+                                     head_widths=(8,), sample_ids=images.rows, feature_norm="standard",
+                                     features=store.get(keys.features))
     np.testing.assert_allclose(store.get(ntk.key), direct, rtol=1e-5)
     # keyed by model identity, subset, sample ids and keyed params; not by device or chunk size
     (plan,) = [s for s in plans[0].stages if s.stage.name == "network_ntk_eigenvalues"]

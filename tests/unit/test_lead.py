@@ -184,7 +184,7 @@ def test_cached_stages_give_the_same_score():
     x, y = blobs(n_per_class=15, d=10, k=3, seed=3)
     kw = dict(samples_per_class=8, head_widths=(16, 16), **F64)
     li = svm_logits(x, y, **F64)
-    ev = class_ntk_eigenvalues(x, y, **kw)
+    ev = class_ntk_eigenvalues(x, y, feature_norm=lead.LEAD_HEAD_INPUT, **kw)   # LEAD's head input
     full = lead_score(x, y, **kw)
     assert lead_score(x, y, log_init=li, class_eigenvalues=ev, **kw) == pytest.approx(full, rel=1e-12)
     assert lead_score(x, y, log_init=li, **kw) == pytest.approx(full, rel=1e-12)

@@ -61,7 +61,8 @@ def test_per_class_is_an_upper_bound():
 
 def _lead_stage(store, keys, name, params, device=None):
     """LEAD's declared upstream stage ``name`` under ``stage_params`` ``params``."""
-    (plan,) = [s for s in plan_metric("lead", {}, {name: params}).stages if s.stage.name == name]
+    lead = {"ntk": "head"} if name == "ntk_eigenvalues" else {}   # the head kernel is an option (issue 13)
+    (plan,) = [s for s in plan_metric("lead", lead, {name: params}).stages if s.stage.name == name]
     return ensure_upstream(store, plan, PairRef(keys), device=device)
 
 
@@ -200,15 +201,17 @@ def _pinned_input(tmp_path):
 
 def _lead_as_declared_at_3468b64():
     """LEAD with the stage and score versions of commit 3468b64 (svm_logits 3, ntk_eigenvalues 3,
-    score version 1): later bumps (issue 13) re-key on purpose; the formula must not change."""
+    score version 1; the head kernel, with its function's default head input, was the default
+    then): later bumps (issue 13) re-key on purpose; the formula must not change."""
     import dataclasses
 
     from zoorank.metrics import registry
 
     lead = registry.get_metric("lead")
     old = {"svm_logits": 3, "ntk_eigenvalues": 3}
-    return dataclasses.replace(lead, version=1, upstream=tuple(
-        dataclasses.replace(u, version=old.get(u.name, u.version)) for u in lead.upstream))
+    return dataclasses.replace(lead, version=1, selectors={"ntk": "head"}, upstream=tuple(
+        dataclasses.replace(u, version=old.get(u.name, u.version),
+                            params={} if u.name == "ntk_eigenvalues" else u.params) for u in lead.upstream))
 
 
 def test_cache_keys_are_the_ones_written_before_the_generic_stages(tmp_path, monkeypatch):

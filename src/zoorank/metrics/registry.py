@@ -162,11 +162,15 @@ _LEAD_SVM = Upstream("svm_logits", "lead:svm_logits", "log_init", version=4,
                                   "max_fit_samples": "max_fit_samples", "temperature": "temperature",
                                   "random_state": "random_state", "dtype": "dtype"})
 #: ntk="head": the random head's NTK on the features (a deviation from the paper, docs/lead.md)
-_LEAD_HEAD_NTK = Upstream("ntk_eigenvalues", "lead:class_ntk_eigenvalues", "class_eigenvalues", version=4,
+_LEAD_HEAD_NTK = Upstream("ntk_eigenvalues", "lead:class_ntk_eigenvalues", "class_eigenvalues", version=5,
+                          params={"feature_norm": "standard"},   # 5: LEAD's head input "standard"
                           from_metric=_NTK_FROM_LEAD, when=("ntk", "head"))
-#: ntk="network": the paper's kernel, the whole network F = h o f on the selected images
+#: ntk="network" (the default since LEAD version 3): the paper's kernel, the whole network F = h o f
+#: on the selected images; S = 8 per class by default (the paper: 64; S = 2, 4, 8 ranked alike in
+#: benchmarks/results/lead_ablation.md, and S = 64 costs 8x the per-sample gradients: docs/lead.md)
 _LEAD_NETWORK_NTK = Upstream("network_ntk_eigenvalues", "lead:network_ntk_eigenvalues", "class_eigenvalues",
-                             inputs=("backbone", "images", "labels", "sample_ids"), version=1,
+                             inputs=("backbone", "images", "labels", "sample_ids", "features"), version=2,
+                             params={"samples_per_class": 8, "feature_norm": "standard"},
                              from_metric=_NTK_FROM_LEAD, when=("ntk", "network"),
                              unkeyed=("device", "chunk_size", "engine", "progress"))
 
@@ -185,9 +189,11 @@ _LEAD_ABLATIONS = (
 METRICS: dict[str, Metric] = {m.name: m for m in [
     Metric("lead", "lead:lead_score", _FL, optional=("log_init", "class_eigenvalues") + _IDS,
            paper="Hu et al., LEAD, CVPR 2024", upstream=(_LEAD_SVM, _LEAD_HEAD_NTK, _LEAD_NETWORK_NTK),
-           # version 2 (issue 13): Eq. 7 defaults eta_t 1 -> 5e-5 per logit (lambda / K), no per-model scale
-           version=2,
-           selectors={"ntk": "head"},
+           # version 2 (issue 13): Eq. 7 defaults eta_t 1 -> 5e-5 per logit (lambda / K), no per-model scale;
+           # version 3 (issue 13): defaults ntk "head" -> "network" (the paper's kernel), head input
+           # "none" -> "standard" (docs/lead.md)
+           version=3,
+           selectors={"ntk": "network"},
            image_scores=ImageScores("zoorank.reporting.ties:lead_image_scores",
                                     ("eta_t", "eigenvalue_scale", "apply_softmax")),
            ablations=_LEAD_ABLATIONS),

@@ -144,7 +144,7 @@ def upstream_key(store: ArrayStore, plan: StagePlan, pair: PairRef) -> str:
                        params=keyed)
 
 
-def _image_rows(images, input_size) -> Callable[[np.ndarray], Any]:
+def image_rows(images, input_size) -> Callable[[np.ndarray], Any]:
     """``rows -> float tensor (B, 3, H, W)`` in [0, 1] at ``input_size``: the extraction's own
     loader path (``zoorank.compute.extract``: uint8 batches, then the device-side resize)."""
     from zoorank.compute.extract import UInt8Batches, to_model_input
@@ -197,7 +197,7 @@ def ensure_upstream(store: ArrayStore, plan: StagePlan, pair: PairRef, *, device
         if size is None:
             raise ValueError(f"upstream stage {stage.name!r}: the backbone of {pair.label!r} has no "
                              "config.input_size to load images at")
-        kwargs["images"] = _image_rows(sources.images(), size)
+        kwargs["images"] = image_rows(sources.images(), size)
     value = stage.fn(**kwargs)
     kill_point(stage.name)
     store.put(key, np.asarray(value, dtype=np.float64))

@@ -20,8 +20,8 @@ import threading
 
 log = logging.getLogger("zoorank.reporting.progress")
 
-STAGE_LABELS = {"features": "features", "svm_logits": "SVM logits", "ntk_eigenvalues": "NTK eigenvalues",
-                "score": "scores"}
+STAGE_LABELS = {"features": "features", "svm_logits": "SVM logits", "ntk_eigenvalues": "head NTK",
+                "network_ntk_eigenvalues": "network NTK", "score": "scores"}
 _lock = threading.RLock()
 _state: dict = {"mode": None, "stream": None, "progress": None, "bars": {}, "pairs": {}, "per_pair": 0,
                 "done_pairs": 0, "n_pairs": 0}

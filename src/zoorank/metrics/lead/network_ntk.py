@@ -398,7 +398,8 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
                             engine: str = "auto", sample_ids=None, n_classes: int | None = None,
                             random_state: int = 0, head_random_state: int | None = None,
                             device="cpu", dtype="float32", name: str | None = None,
-                            progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+                            progress: Callable[[int, int], None] | None = None,
+                            features=None) -> np.ndarray:
     """``lambda_k`` (K,) float64: mean eigenvalue of the sum-of-logits NTK of ``F = h o f``
     over S samples of class k (LEAD, Hu et al., CVPR 2024, Eq. 3 and Sec. 4.1).
 
@@ -432,13 +433,27 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
         images, at most 256. engine: ``"auto"`` | ``"layers"`` | ``"vmap"`` (module docstring).
     name: the model's name in error messages (default ``backbone.config.model_id``).
     progress: ``progress(done, total)`` after each chunk.
+    features: (N, D) the backbone's features of all N images (the pipeline's cached array): with
+        ``feature_norm="standard"`` and no ``feature_stats``, the stats are their mean and std.
     """
+    if feature_norm == "standard" and feature_stats is None and features is not None:
+        feature_stats = standardisation_stats(features)
     return _run(backbone, images, labels, params=params, samples_per_class=samples_per_class,
                 head_widths=head_widths, method=method, feature_norm=feature_norm,
                 feature_stats=feature_stats, chunk_size=chunk_size, engine=engine,
                 sample_ids=sample_ids, n_classes=n_classes, random_state=random_state,
                 head_random_state=head_random_state, device=device, dtype=dtype, name=name,
                 progress=progress, total_only=True)
+
+
+def standardisation_stats(features) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, std) per coordinate of ``features`` (N, D), float64: the ``"standard"`` head input
+    ``(f - mean) / std`` (a constant coordinate keeps std 1, as in the head-only kernel)."""
+    f = np.asarray(features, dtype=np.float64)
+    if f.ndim != 2 or f.shape[0] == 0:
+        raise ValueError(f"features must be a non-empty (N, D) array, got shape {f.shape}")
+    std = f.std(axis=0)
+    return f.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def _run(backbone, images, labels, *, params, samples_per_class, head_widths, method, feature_norm,

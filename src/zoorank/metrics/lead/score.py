@@ -20,13 +20,17 @@ from zoorank.metrics.lead.evolution import (
     image_log_likelihoods,
 )
 from zoorank.metrics.lead.head_ntk import (
-    DEFAULT_HEAD_INPUT,
     DEFAULT_HEAD_WIDTHS,
     DEFAULT_SAMPLES_PER_CLASS,
     _class_ntk_checked,
 )
 from zoorank.metrics.lead.svm import DEFAULT_NORMALISATION, DEFAULT_TEMPERATURE, _svm_logits_checked
 from zoorank.metrics.validation import check_features_labels, check_matrix, check_probabilities
+
+#: LEAD's head input (v3, issue 13): features standardised per coordinate over the N rows, the
+#: explicit normalisation that makes lambda comparable across backbones (docs/lead.md); the NTK
+#: functions' own default stays the paper's raw features ("none")
+LEAD_HEAD_INPUT = "standard"
 
 
 def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t: float = DEFAULT_ETA_T,
@@ -36,7 +40,7 @@ def lead_score(features, labels, *, log_init=None, class_eigenvalues=None, eta_t
                max_fit_samples: int | None = 20000, svm_feature_norm: str = "l2",
                samples_per_class: int = DEFAULT_SAMPLES_PER_CLASS,
                head_widths: Sequence[int] = DEFAULT_HEAD_WIDTHS, ntk_method: str = "trace",
-               ntk_feature_norm: str = DEFAULT_HEAD_INPUT, dtype="float32", device="cpu",
+               ntk_feature_norm: str = LEAD_HEAD_INPUT, dtype="float32", device="cpu",
                random_state: int = 0, sample_ids=None) -> float:
     """LEAD score: mean over the N images of ``log F_y`` (Eq. 7, ``apply_softmax=False``: F is a
     probability vector) or ``log_softmax(F)_y`` (``True``: F as logits).
