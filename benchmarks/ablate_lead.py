@@ -2,8 +2,7 @@
 ranks the zoo best, with bootstrap confidence intervals.
 
 Per (model, dataset) pair with a ground-truth accuracy (``results/ground_truth/trials.jsonl``,
-read with ``zoorank.pipeline.ground_truth_records``; the table is partial while the job runs and
-this script can be rerun on the full one), at the ground truth's input sizes
+read with ``zoorank.pipeline.ground_truth_records``; the complete ft-v2 table since 2026-12-02), at the ground truth's input sizes
 (``results/ground_truth/zoo_80px.yaml``), directly (no Prefect):
 
 1. the ranking's images: ``split="train"``, at most ``--per-class`` per class
@@ -477,7 +476,7 @@ def main(argv=None):
               f"{os.getloadavg()[0]:.1f} at the end; {computed} of {len(pairs_data)} pairs computed, the rest "
               f"read from the cache; this process: CPU {time.process_time() - c_start:.0f} s, wall "
               f"{time.perf_counter() - t_start:.0f} s; the pairs' features + NTK took {pair_cpu:.0f} CPU s "
-              f"in all (over the runs that filled the cache). Ground truth: {args.gt} (partial), "
+              f"in all (over the runs that filled the cache). Ground truth: {args.gt} (recipe ft-v2, mean over seeds), "
               + ", ".join(f"{d} ({len(v)} models)" for d, v in gt.items())
               + (f"; pairs with a ground truth left out (not computed in the CPU budget): {', '.join(skipped)}"
                  if skipped else "")

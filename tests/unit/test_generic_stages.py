@@ -177,6 +177,22 @@ def test_network_ntk_is_an_image_level_stage_of_lead_computed_once(tmp_path):
     # a cached rerun does not load the backbone
     again, again_scores, _ = score_pair(store, pair, plans, sources=sources)
     assert all(r.cache_hit for r in again) and again_scores["lead"].cache_hit and sources.loads == 1
+    # LEAD's default kernel is not inert: without it (eta_t=0, the SVM's initial logits) the score
+    # moves by eta_t * lambda / K ~ 0.1 of the way to the labels, far above rounding (1e-7)
+    _, plain, _ = score_pair(store, pair, plan_metrics(["lead"], {"lead": {**params["lead"], "eta_t": 0.0}}),
+                             sources=sources)
+    assert abs(plain["lead"].info["score"] - scores["lead"].info["score"]) > 1e-3 and sources.loads == 1
     # the head-only kernel is the other declared stage (a different name and key)
     head = plan_metrics(["lead"], {"lead": {**params["lead"], "ntk": "head"}})[0]
     assert [s.stage.name for s in head.stages] == ["svm_logits", "ntk_eigenvalues"]
+
+
+def test_lead_defaults_to_the_whole_network_kernel_on_standardised_features():
+    """LEAD's default plan (issue 13): the paper's kernel over F = h o f, S = 8 per class, the head
+    input standardised per coordinate; the head-only kernel only when asked for."""
+    plan = plan_metrics(["lead"])[0]
+    assert [s.stage.name for s in plan.stages] == ["svm_logits", "network_ntk_eigenvalues"]
+    ntk = plan.stages[1]
+    assert ntk.params["feature_norm"] == "standard" and ntk.params["samples_per_class"] == 8
+    assert "features" in ntk.stage.inputs and "backbone" in ntk.stage.inputs
+

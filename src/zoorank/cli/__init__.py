@@ -39,6 +39,27 @@ def _csv(text: str | None) -> list[str] | None:
     return [t.strip() for t in text.split(",") if t.strip()] if text else None
 
 
+def _metric_params(items: list[str] | None) -> dict[str, dict]:
+    """``--param METRIC.KEY=VALUE`` (repeatable) -> ``{metric: {key: value}}``; VALUE is read as
+    YAML (``0.0001``, ``head``, ``[1024, 2048]``; ``1e-4`` as a float)."""
+    import yaml
+
+    out: dict[str, dict] = {}
+    for item in items or []:
+        name, sep, value = item.partition("=")
+        metric, dot, key = name.partition(".")
+        if not (sep and dot and metric and key):
+            raise ValueError(f"--param {item!r}: expected METRIC.KEY=VALUE, e.g. --param lead.ntk=head")
+        parsed = yaml.safe_load(value)
+        if isinstance(parsed, str):      # YAML 1.1 reads 1e-4 as a string
+            try:
+                parsed = float(parsed)
+            except ValueError:
+                pass
+        out.setdefault(metric, {})[key] = parsed
+    return out
+
+
 def _per_class(text: str):
     """``--per-class``: a positive integer (at most that many images per class) or ``all``/``0``."""
     from zoorank.api import normalise_per_class
@@ -71,6 +92,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--split", default="train", help="which stratified split to score (train/val/test/all)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--metrics", help="comma-separated metric names (default: all)")
+    r.add_argument("--param", action="append", metavar="METRIC.KEY=VALUE",
+                   help="a metric's parameter (repeat for several), e.g. lead.ntk=head (docs/lead.md)")
     r.add_argument("--device", default="cpu", help="cpu or cuda")
     r.add_argument("--batch-size", type=int, default=64)
     r.add_argument("--workers", type=int, default=2, help="parallel tasks (threads or Dask workers)")
@@ -181,7 +204,8 @@ def _rank_and_print(args, settings) -> int:
                seed=args.seed, metrics=metrics, settings=settings, device=args.device,
                batch_size=args.batch_size, workers=args.workers, runner=args.runner,
                dask_address=args.address, data_root=args.data_root, track=not args.no_track,
-               new_run=args.new_run, details=True, memory_limit=args.memory_limit)
+               new_run=args.new_run, details=True, memory_limit=args.memory_limit,
+               metric_params=_metric_params(args.param))
     _print_ranking(res.table, res.ties, res.notes, args)
     if args.csv:
         res.table.to_csv(args.csv, index=False)

@@ -128,6 +128,24 @@ class Metric:
     def fn(self) -> Callable:
         return _resolve(self.target)
 
+    def check_params(self, params: Mapping[str, object]) -> None:
+        """ValueError naming the metric and the parameters it takes when ``params`` has a key that
+        neither its function, its selectors nor its stages' ``from_metric`` know."""
+        if not params:                  # nothing to check: the function is not imported (no torch)
+            return
+        import inspect
+
+        sig = inspect.signature(self.fn)
+        if any(p.kind is p.VAR_KEYWORD for p in sig.parameters.values()):
+            return
+        known = ({n for n, p in sig.parameters.items() if p.kind is p.KEYWORD_ONLY}
+                 | set(self.selectors) | {k for u in self.upstream for k in u.from_metric})
+        known -= {*self.needs, *self.optional}
+        unknown = sorted(set(params) - known)
+        if unknown:
+            raise ValueError(f"metric {self.name!r} has no parameter {', '.join(map(repr, unknown))}; "
+                             f"it takes: {', '.join(sorted(known)) or 'none'}")
+
     def upstream_for(self, params: Mapping[str, object] | None = None) -> tuple[Upstream, ...]:
         """The upstream stages that apply under the metric parameters ``params``."""
         params = params or {}

@@ -76,6 +76,7 @@ def plan_metric(metric: str, metric_params: Mapping | None = None,
     ``stage_params[<stage name>]``, then the routed metric parameters."""
     spec = metric_registry.get_metric(metric)
     mp = dict(metric_params or {})
+    spec.check_params(mp)
     chosen = spec.upstream_for(mp)
     routed_names: set[str] = set()
     plans = []
@@ -90,6 +91,10 @@ def plan_metric(metric: str, metric_params: Mapping | None = None,
 
 def plan_metrics(metrics, metric_params: Mapping | None = None,
                  stage_params: Mapping | None = None) -> list[MetricPlan]:
+    stray = sorted(set(metric_params or {}) - set(metrics))
+    if stray:
+        raise ValueError(f"parameters given for metric(s) {', '.join(map(repr, stray))} that this ranking does "
+                         f"not compute (metrics: {', '.join(metrics)})")
     return [plan_metric(m, (metric_params or {}).get(m, {}), stage_params) for m in metrics]
 
 

@@ -20,9 +20,10 @@ __all__ = ["DEFAULT_EIGENVALUE_SCALE", "DEFAULT_ETA_T", "TYPICAL_LAMBDA_PER_LOGI
 
 _EIGEN_SCALES = ("per_logit", "none", "mean", "max")
 DEFAULT_EIGENVALUE_SCALE = "per_logit"
-#: median over the ablation's pairs (benchmarks/results/lead_ablation.md) of a backbone's mean
-#: lambda_k / K, whole network, raw features into the head, S = 8, the ground truth's input sizes
-TYPICAL_LAMBDA_PER_LOGIT = 1.27e4
+#: median over the ablation's 71 pairs (benchmarks/results/lead_ablation.md) of a backbone's mean
+#: lambda_k / K, whole network, head input standardised (LEAD's default), S = 4, the ground truth's
+#: input sizes (raw head input: 1.26e4)
+TYPICAL_LAMBDA_PER_LOGIT = 1.21e4
 #: ln 2 / TYPICAL_LAMBDA_PER_LOGIT, rounded: the typical backbone keeps half its weight on its
 #: initial logits (neither saturated nor frozen); one value for every model (docs/lead.md)
 DEFAULT_ETA_T = 5e-5

@@ -197,7 +197,8 @@ class _Network:
                    "not available)" if scripted else "no parameter requires grad (frozen)")
             raise ValueError(f"model {name!r} cannot give gradients w.r.t. its parameters: it is "
                              f"{why}. Use params='head' (the NTK of the random head on its "
-                             "features), or load the model as an nn.Module with trainable parameters")
+                             "features; for LEAD: ntk='head', on the command line --param lead.ntk=head), "
+                             "or load the model as an nn.Module with trainable parameters")
         self.scripted = scripted
         self.trainable: dict[str, torch.Tensor] = {}
         self.frozen: dict[str, torch.Tensor] = {}
