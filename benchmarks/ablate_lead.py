@@ -394,6 +394,12 @@ def write_report(out, result):
     Path(out + ".json").write_text(json.dumps(result, indent=1, default=float))
 
 
+def _shown(path) -> str:
+    """``path`` relative to the repository when inside it (the report is committed)."""
+    p = Path(path).resolve()
+    return str(p.relative_to(REPO)) if REPO in p.parents else str(path)
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--gt", default=str(DEFAULT_GT))
@@ -476,7 +482,7 @@ def main(argv=None):
               f"{os.getloadavg()[0]:.1f} at the end; {computed} of {len(pairs_data)} pairs computed, the rest "
               f"read from the cache; this process: CPU {time.process_time() - c_start:.0f} s, wall "
               f"{time.perf_counter() - t_start:.0f} s; the pairs' features + NTK took {pair_cpu:.0f} CPU s "
-              f"in all (over the runs that filled the cache). Ground truth: {args.gt} (recipe ft-v2, mean over seeds), "
+              f"in all (over the runs that filled the cache). Ground truth: {_shown(args.gt)} (recipe ft-v2, mean over seeds), "
               + ", ".join(f"{d} ({len(v)} models)" for d, v in gt.items())
               + (f"; pairs with a ground truth left out (not computed in the CPU budget): {', '.join(skipped)}"
                  if skipped else "")
