@@ -35,7 +35,7 @@ _EXPORTS = {
                  "class_ntk_eigenvalues", "head_jacobian", "head_ntk_diag", "head_ntk_gram",
                  "init_random_head", "_NTK_METHODS", "_class_ntk_checked", "_head_pieces"),
     "network_ntk": ("NetworkNTK", "default_chunk_size", "network_ntk_eigenvalues", "network_ntk_parts",
-                    "select_ntk_samples", "standardisation_stats"),
+                    "select_ntk_samples"),
     "score": ("LEAD_HEAD_INPUT", "lead_score"),
 }
 _WHERE = {name: module for module, names in _EXPORTS.items() for name in names}

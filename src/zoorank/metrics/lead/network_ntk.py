@@ -57,7 +57,7 @@ from zoorank.metrics.lead.per_sample_grads import (
     norms_by_vmap,
 )
 from zoorank.metrics.lead.sampling import ntk_sample_rows
-from zoorank.metrics.lead.tensors import resolve_dtype
+from zoorank.metrics.lead.tensors import feature_moments, resolve_dtype
 from zoorank.metrics.validation import encode_labels
 
 __all__ = ["NetworkNTK", "default_chunk_size", "network_ntk_eigenvalues", "network_ntk_parts",
@@ -438,23 +438,14 @@ def network_ntk_eigenvalues(backbone: torch.nn.Module, images: ImagesArg, labels
         ``feature_norm="standard"`` and no ``feature_stats``, the stats are their mean and std.
     """
     if feature_norm == "standard" and feature_stats is None and features is not None:
-        feature_stats = standardisation_stats(features)
+        moments = feature_moments(torch.as_tensor(np.asarray(features, dtype=np.float64)))
+        feature_stats = tuple(m.numpy() for m in moments)
     return _run(backbone, images, labels, params=params, samples_per_class=samples_per_class,
                 head_widths=head_widths, method=method, feature_norm=feature_norm,
                 feature_stats=feature_stats, chunk_size=chunk_size, engine=engine,
                 sample_ids=sample_ids, n_classes=n_classes, random_state=random_state,
                 head_random_state=head_random_state, device=device, dtype=dtype, name=name,
                 progress=progress, total_only=True)
-
-
-def standardisation_stats(features) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, std) per coordinate of ``features`` (N, D), float64: the ``"standard"`` head input
-    ``(f - mean) / std`` (a constant coordinate keeps std 1, as in the head-only kernel)."""
-    f = np.asarray(features, dtype=np.float64)
-    if f.ndim != 2 or f.shape[0] == 0:
-        raise ValueError(f"features must be a non-empty (N, D) array, got shape {f.shape}")
-    std = f.std(axis=0)
-    return f.mean(axis=0), np.where(std > 0, std, 1.0)
 
 
 def _run(backbone, images, labels, *, params, samples_per_class, head_widths, method, feature_norm,
