@@ -194,7 +194,7 @@ def _fit_pairs(data: dict, columns, transform: str, l2: float, min_gap: float) -
     w = _newton_logistic(dx, g, l2)
     return Combination(dict(zip(columns, map(float, w))), transform, tuple(used),
                        note=f"learned from {len(used)} history dataset(s): {', '.join(used)}",
-                       method="pairwise")
+                       method="pairwise_z" if transform == "zscore" else "pairwise")
 
 
 def fit_pairwise(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
