@@ -100,9 +100,14 @@ def versions() -> str:
     return ", ".join(out)
 
 
-def write(rows: pd.DataFrame, header: list[str], path: Path = OUT) -> None:
+def write(rows: pd.DataFrame, how: list[str], commands: list[str], path: Path = OUT) -> None:
+    """``rows`` (long form) to ``path`` under the ``#`` header: the title, ``how`` (indented lines
+    saying how the scores were made), the package versions, the datasets in ``rows``, ``commands``."""
     from zoorank.pipeline.ground_truth_records import write_commented_csv
 
+    header = ["Metric scores of every (model, dataset) pair of the shipped ground truth's zoo (issue 15):",
+              *(f"  {line}" for line in how), f"Versions: {versions()}",
+              f"Datasets: {', '.join(sorted(set(rows['dataset'])))}", *commands]
     write_commented_csv(rows, path, header, float_format="%.10g")
 
 
@@ -117,17 +122,12 @@ def copy_scores(source: Path, datasets: list[str], per_class: int, out: Path) ->
         raise SystemExit(f"score_ground_truth_zoo: {source} needs columns {sorted(need)}, has {list(rows.columns)}")
     rows = rows[rows["dataset"].isin(datasets)][["model", "dataset", "metric", "score", "version"]]
     have = sorted(set(rows["dataset"]))
-    header = [
-        "Metric scores of every (model, dataset) pair of the shipped ground truth's zoo (issue 15):",
-        f"  copied by scripts/score_ground_truth_zoo.py --from-scores {source.relative_to(ROOT) if source.is_absolute() and ROOT in source.parents else source}",
-        "  (the cold rankings of scripts/ship_benchmark.py --measure-ranking); the scored images are at most",
-        f"  {per_class} per class of the ranking's train split (zoorank rank's default stratified split, seed 0).",
-        f"Versions: {versions()}",
-        f"Datasets: {', '.join(have)}",
-        "Command (per dataset):",
-        "  " + " ".join(["zoorank", *rank_command("zoorank", "<dataset>", per_class, "<home>", "<csv>")[1:]]),
-    ]
-    write(rows.reset_index(drop=True), header, out)
+    shown = source.relative_to(ROOT) if source.is_absolute() and ROOT in source.parents else source
+    how = [f"copied by scripts/score_ground_truth_zoo.py --from-scores {shown}",
+           "(the cold rankings of scripts/ship_benchmark.py --measure-ranking); the scored images are at most",
+           f"{per_class} per class of the ranking's train split (zoorank rank's default stratified split, seed 0)."]
+    command = " ".join(["zoorank", *rank_command("zoorank", "<dataset>", per_class, "<home>", "<csv>")[1:]])
+    write(rows.reset_index(drop=True), how, ["Command (per dataset):", f"  {command}"], out)
     missing = sorted(set(datasets) - set(have))
     if missing:
         print(f"score_ground_truth_zoo: {source} has no scores for {', '.join(missing)}", file=sys.stderr)
@@ -167,16 +167,10 @@ def main(argv=None) -> int:
             done.append(part)
         commands.append(" ".join(["zoorank", *cmd[1:-4], "--home", "<home>"]) + f"   # {took:.0f} s wall")
         print(f"score_ground_truth_zoo: {d} scored in {took:.0f} s", file=sys.stderr)
-        header = [
-            "Metric scores of every (model, dataset) pair of the shipped ground truth's zoo (issue 15):",
-            f"  written by scripts/score_ground_truth_zoo.py; the scored images are at most {args.per_class} per class",
-            "  of the ranking's train split (zoorank rank's default stratified split, seed 0), the number of",
-            "  training images per class of the ground truth's trials (their own split: docs/ground_truth.md).",
-            f"Versions: {versions()}",
-            f"Datasets: {', '.join(sorted(set(pd.concat(done)['dataset'])))}",
-            "Commands:", *[f"  {c}" for c in commands],
-        ]
-        write(pd.concat(done, ignore_index=True), header, out)
+        how = [f"written by scripts/score_ground_truth_zoo.py; the scored images are at most {args.per_class} per class",
+               "of the ranking's train split (zoorank rank's default stratified split, seed 0), the number of",
+               "training images per class of the ground truth's trials (their own split: docs/ground_truth.md)."]
+        write(pd.concat(done, ignore_index=True), how, ["Commands:", *[f"  {c}" for c in commands]], out)
     return 0 if len(done) == len(datasets) else 1
 
 

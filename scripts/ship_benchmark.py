@@ -64,10 +64,8 @@ def pair_truth(records, datasets, models):
             raise ValueError(f"{RECORDS}: {m} on {d} has records of {len(g['ids'])} model identities "
                              f"({', '.join(sorted(map(str, g['ids'])))}); keep one zoo's records per file")
         gt = pair_ground_truth(g["trials"], g["probe"])
-        at_best = {t.get("seed") for t in g["trials"]
-                   if t.get("lr") == gt["best_lr"] and t.get("wd", 0.0) == gt["best_wd"]}
         rows.append({"dataset": d, "model": m, "accuracy": gt["test_top1"], "n_test": gt["n_test"],
-                     "n_seeds": gt["n_seeds"], "seeds_run": len(at_best), "seed_accuracies": list(gt["per_seed"].values()),
+                     "n_seeds": gt["n_seeds"], "seeds_run": gt["seeds_run"], "seed_accuracies": list(gt["per_seed"].values()),
                      "lp_accuracy": gt["lp_test_top1"], "n_trials": gt["n_trials"],
                      "trial_seconds": sum(float(t.get("seconds", 0.0)) for t in g["trials"]),
                      "probe_seconds": float(g["probe"].get("seconds", 0.0)) if g["probe"] else 0.0})

@@ -131,9 +131,11 @@ def test_diverged_trials_are_excluded_never_scored_zero():
     assert choose_point(trials) == (1e-3, 0.0)
     gt = pair_ground_truth(trials + [_t(1, 1e-3, 0.72, 0.69), _t(2, 1e-3, 0.7, 0.71, diverged=True)])
     assert gt["n_diverged"] == 2 and gt["n_seeds"] == 2 and gt["best_lr"] == 1e-3
+    assert gt["seeds_run"] == 3          # seed 2 ran at the chosen lr and diverged: counted, not averaged
     assert gt["test_top1"] == pytest.approx((0.65 + 0.69) / 2)
     everything = pair_ground_truth([_t(0, 1e-2, 0, 0, diverged=True), _t(0, 1e-3, 0, 0, diverged=True)])
     assert math.isnan(everything["test_top1"]) and everything["n_seeds"] == 0 and everything["n_diverged"] == 2
+    assert everything["seeds_run"] == 0
     with pytest.raises(ValueError, match="all diverged"):
         select_best([_t(0, 1e-2, 0, 0, diverged=True)])
 

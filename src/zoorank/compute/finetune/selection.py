@@ -75,9 +75,10 @@ def pair_ground_truth(trials: Sequence[dict], probe: dict | None = None) -> dict
            "lp_val_top1": probe["val_top1"] if probe else nan, "lp_C": probe["C"] if probe else nan}
     if point is None:
         return out | {"test_top1": nan, "test_mean_class": nan, "val_top1": nan, "best_lr": nan, "best_wd": nan,
-                      "n_seeds": 0, "se": nan, "se_seeds": nan, "se_test": nan, "n_test": 0,
+                      "n_seeds": 0, "seeds_run": 0, "se": nan, "se_seeds": nan, "se_test": nan, "n_test": 0,
                       "val_change_last20": nan, "val_se": nan, "converged": False, "seeds": [], "per_seed": {}}
-    final = [t for t in trials if _ok(t) and (float(t["lr"]), float(t["wd"])) == point]
+    at_point = [t for t in trials if (float(t["lr"]), float(t["wd"])) == point]
+    final = [t for t in at_point if _ok(t)]
     by_seed = {}
     for t in final:                      # one trial per seed (the first, should a seed repeat)
         by_seed.setdefault(int(t["seed"]), t)
@@ -98,6 +99,7 @@ def pair_ground_truth(trials: Sequence[dict], probe: dict | None = None) -> dict
         "val_top1": float(vals.mean()),
         "best_lr": point[0], "best_wd": point[1],
         "n_seeds": len(by_seed), "seeds": sorted(by_seed),
+        "seeds_run": len({int(t["seed"]) for t in at_point}),   # diverged ones included (excluded above)
         "per_seed": {str(s): t["test_top1"] for s, t in sorted(by_seed.items())},
         "se": se, "se_seeds": se_seeds, "se_test": se_test, "n_test": n_test,
         "val_change_last20": change, "val_se": val_se,
