@@ -4,7 +4,7 @@
     .venv/bin/python scripts/ship_benchmark.py --scores results/ground_truth/metric_scores.csv
 
 Ground truth: the trial and probe records ``results/ground_truth/trials.jsonl`` (recipe ft-v2,
-``Budget.cpu()``; docs/ground_truth.md) of the zoo ``results/ground_truth/zoo_80px.yaml`` on the six
+``cpu_budget_for(dataset)``; docs/ground_truth.md) of the zoo ``results/ground_truth/zoo_80px.yaml`` on the six
 datasets. A dataset enters only when every pair of the zoo has a record and every pair with an
 accuracy has at least ``--min-seeds`` seeds (a pair whose every trial diverged is left out and
 listed); the others are named in the report's header, which says PARTIAL until all six enter.
@@ -40,17 +40,25 @@ SCORES = "results/benchmark/ranking_scores.csv"   # the scores of those cold ran
 PER_CLASS = 40          # the ground truth's training images per class (docs/ground_truth.md)
 
 
+def _steps_text() -> str:
+    """"80 steps (digits: 160)": the CPU recipe's steps and its per-dataset exceptions."""
+    from zoorank.compute.finetune import CPU_STEPS_FOR, Budget
+
+    other = ", ".join(f"{d}: {n}" for d, n in CPU_STEPS_FOR.items())
+    return f"{Budget.cpu().steps} steps" + (f" ({other})" if other else "")
+
+
 def pair_truth(records, datasets, models):
     """One row per pair of the ft-v2 CPU records: accuracy (mean over seeds at the chosen lr), the
     per-seed accuracies, n_test, n_seeds, the linear probe's accuracy, trial / probe seconds."""
     import pandas as pd
 
-    from zoorank.compute.finetune import Budget, pair_ground_truth
+    from zoorank.compute.finetune import cpu_budget_for, pair_ground_truth
 
-    budget = Budget.cpu().as_dict()
+    budgets = {d: cpu_budget_for(d).as_dict() for d in datasets}
     groups: dict = {}
     for key, v in records:
-        if v.get("budget") != budget or v.get("dataset") not in datasets or v.get("model") not in models:
+        if v.get("budget") != budgets.get(v.get("dataset")) or v.get("dataset") not in datasets or v.get("model") not in models:
             continue
         g = groups.setdefault((v["dataset"], v["model"]), {"trials": [], "probe": None, "ids": set()})
         g["ids"].add(v.get("identity"))
@@ -274,7 +282,7 @@ def header(enter, why, left_out, args, truth) -> str:
              for r in truth[truth["accuracy"].notna() & (truth["n_seeds"] < truth["seeds_run"])].itertuples()]
     lines += [
         f"Zoo `{ZOO}` (12 backbones at the fine-tuning resolution) x {', '.join(enter)}.",
-        "**Ground truth**: recipe ft-v2 (`Budget.cpu()`, docs/ground_truth.md) from the trial records "
+        f"**Ground truth**: recipe ft-v2 (`cpu_budget_for(dataset)`: {_steps_text()}; docs/ground_truth.md) from the trial records "
         f"`{args.records}`: per pair the mean test top-1 over its seeds at the chosen lr "
         f"(seeds per pair here: {', '.join(map(str, seeds))}; a dataset enters when every pair has run >= "
         f"{args.min_seeds} seeds there, a seed that diverged being excluded from the mean, never scored 0"

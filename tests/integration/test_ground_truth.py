@@ -119,3 +119,35 @@ def test_finetune_is_deterministic_with_seed():
     a = run_trial(lambda: load_model("cnn_usps"), data, TrialParams(1e-2, 0.0, 3), BUDGET)
     b = run_trial(lambda: load_model("cnn_usps"), data, TrialParams(1e-2, 0.0, 3), BUDGET)
     assert a.train_loss == b.train_loss and a.test_top1 == b.test_top1
+
+
+
+def test_a_stored_blow_up_the_rule_no_longer_sees_is_trained_again(prefect_server, settings):
+    """A record judged diverged by the mean-only rule (one spiking batch) is trained again on the next
+    run and comes out as the same seeded trial; a sustained blow-up stays diverged, untouched."""
+    from zoorank.orchestration.flows.ground_truth import run_ground_truth
+    from zoorank.storage.arrays import ArrayStore
+
+    budget = dataclasses.replace(BUDGET, steps=6)         # blow-up window 3, bar 1.5 ln 10 = 3.45
+    kw = dict(grid=[(1e-2, 0.0)], seeds=[0], budget=budget, settings=settings, threads=1)
+    assert run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]["n_diverged"] == 0
+    store = ArrayStore(settings.store)
+    (key,) = store.list_records("gt_trial")
+    good = store.get_record(key)
+
+    def plant(losses):
+        store.put_record(key, good | {"diverged": True, "val_top1": float("nan"), "test_top1": float("nan"),
+                                      "diverged_reason": f"loss blow-up at step {len(losses)} (...)",
+                                      "train_loss": [[i + 1, v] for i, v in enumerate(losses)]})
+
+    plant([0.3, 0.3, 6.0, 6.0, 6.0])                     # sustained: mean = median = 6 > 3.45
+    row = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]   # kept; the pair retries lr / 10
+    assert row["n_diverged"] == 1 and store.get_record(key)["diverged"]
+    store.delete_record(next(k for k in store.list_records("gt_trial") if k != key))   # the retry
+
+    plant([0.3, 0.3, 0.3, 12.0, 0.3])                    # one spike: mean 4.2 > 3.45, median 0.3
+    row = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]
+    assert row["cached_trials"] == 0 and row["n_diverged"] == 0
+    again = store.get_record(key)
+    assert not again["diverged"] and again["test_top1"] == good["test_top1"]
+    assert again["train_loss"] == good["train_loss"]

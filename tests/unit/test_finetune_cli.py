@@ -8,7 +8,7 @@ import pytest
 
 from zoorank.cli import build_parser
 from zoorank.compute.finetune import CPU_GRID, FULL_GRID, Budget
-from zoorank.cli.ground_truth import budget_from_args, protocol_lines
+from zoorank.cli.ground_truth import budget_from_args, budget_groups, protocol_lines
 
 
 def _args(*argv):
@@ -28,6 +28,28 @@ def test_presets_and_explicit_knobs():
     assert budget == Budget.full() and grid == list(FULL_GRID) and seeds == [0, 1, 2] and args.device == "cuda"
     budget, grid, seeds = budget_from_args(_args("--steps", "3", "--seeds", "4,5"))
     assert budget == Budget(steps=3) and seeds == [4, 5] and len(grid) == 20
+
+
+def test_cpu_preset_trains_listed_datasets_longer_and_steps_for_overrides():
+    from zoorank.compute.finetune import CPU_STEPS_FOR, cpu_budget_for
+
+    args = _args("--preset", "cpu", "--dataset", "digits", "--dataset", "emoji", "--dataset", "mnist5k")
+    budget, _, _ = budget_from_args(args)
+    groups = budget_groups(args, budget, args.dataset)
+    assert groups == {Budget.cpu(): ["emoji", "mnist5k"], cpu_budget_for("digits"): ["digits"]}
+    assert cpu_budget_for("digits").steps == CPU_STEPS_FOR["digits"] > Budget.cpu().steps
+    assert cpu_budget_for("emoji") == Budget.cpu()
+    # an explicit --steps is every dataset's; --steps-for sets one
+    args = _args("--preset", "cpu", "--steps", "9", "--steps-for", "emoji=3", "--dataset", "digits", "--dataset", "emoji")
+    budget, _, _ = budget_from_args(args)
+    assert {b.steps: ds for b, ds in budget_groups(args, budget, args.dataset).items()} == {9: ["digits"], 3: ["emoji"]}
+    for bad, match in ((["--steps-for", "emoji"], "DATASET=STEPS"), (["--steps-for", "emoji=0"], "positive"),
+                       (["--steps-for", "cifar=5"], "cifar not among --dataset")):
+        args = _args("--preset", "cpu", "--dataset", "emoji", *bad)
+        with pytest.raises(ValueError, match=match):
+            budget_groups(args, budget_from_args(args)[0], args.dataset)
+    lines = protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml", {"digits": 160, "emoji": 80})
+    assert "80 steps (digits: 160) of batch 16" in lines[1]
 
 
 def test_ground_truth_needs_something_to_do(capsys, tmp_path):

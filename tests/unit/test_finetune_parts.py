@@ -99,6 +99,35 @@ def test_blow_up_rule():
     assert not blew_up([0.3] + [1.4 * math.log(k)] * 10, k, 1.5)      # below 1.5 ln K
     assert blew_up([0.3] + [1.6 * math.log(k)] * 10, k, 1.5)
     assert not blew_up([5.0] + [7.0] * 10, k, 1.5)                    # a high first loss raises the bar
+    # spikes of a stochastic train-mode forward (lite1 / mnist5k, lr 1e-5): mean 6.3 > 3.45, median 0.69
+    spiky = [0.36, 0.54, 0.43, 0.32, 0.96, 11.24, 0.47, 0.32, 0.42, 11.03, 2.16, 0.44, 0.72, 0.66, 35.84]
+    assert np.mean(spiky[-10:]) > 1.5 * math.log(k) and not blew_up(spiky, k, 1.5)
+    assert blew_up(spiky[:5] + [5.0] * 10, k, 1.5)                     # a sustained rise still fires
+
+
+@pytest.mark.parametrize("seed", range(20))
+def test_blow_up_rule_fires_only_where_the_mean_rule_fired(seed):
+    """The median only adds a condition: a trial the mean-only rule let finish is unchanged."""
+    rng = np.random.default_rng(seed)
+    losses = list(rng.lognormal(0.0, 1.5, size=60))
+    bar = 1.5 * max(math.log(10), losses[0])
+    for i in range(11, 61):
+        if blew_up(losses[:i], 10, 1.5):
+            assert np.mean(losses[i - 10:i]) > bar
+
+
+def test_stale_divergence_only_for_a_blow_up_the_rule_no_longer_sees():
+    from zoorank.compute.finetune import stale_divergence
+
+    b = Budget(steps=80)
+    spiky = [0.36, 0.54, 0.43, 0.32, 0.96, 11.24, 0.47, 0.32, 0.42, 11.03, 2.16, 0.44, 0.72, 0.66, 35.84]
+    rec = {"diverged": True, "diverged_reason": "loss blow-up at step 15 (mean of last 10 6.33 > ...)",
+           "n_classes": 10, "train_loss": [[i + 1, v] for i, v in enumerate(spiky)]}
+    assert stale_divergence(rec, b)
+    rising = spiky[:5] + [6.0] * 10
+    assert not stale_divergence(rec | {"train_loss": [[i + 1, v] for i, v in enumerate(rising)]}, b)
+    assert not stale_divergence(rec | {"diverged_reason": "non-finite loss at step 3"}, b)
+    assert not stale_divergence(rec | {"diverged": False, "diverged_reason": ""}, b)
 
 
 def test_blow_up_window_shrinks_for_short_runs():

@@ -7,7 +7,9 @@
 
 Order: ``--import`` first, then the flow (unless ``--table-only`` or no ``--dataset``), then
 ``--export``, then the CSV, written from the store's records (:mod:`zoorank.pipeline.ground_truth_records`).
-A preset is the base budget; every knob given explicitly overrides its field.
+A preset is the base budget; every knob given explicitly overrides its field. The cpu preset trains the
+datasets of ``finetune.CPU_STEPS_FOR`` longer (unless ``--steps`` is given); ``--steps-for D=N`` sets
+one dataset's steps. Datasets that share a budget run in one flow; the table holds every group.
 """
 from __future__ import annotations
 
@@ -35,7 +37,9 @@ def add_ground_truth_parser(sub, location_flags) -> None:
     g.add_argument("--lrs", help="learning rates (default: the preset's; no preset: 0.1,0.01,0.001,0.0001)")
     g.add_argument("--wds", help="weight decays (default: the preset's; no preset: 0,1e-6,1e-5,1e-4,1e-3)")
     g.add_argument("--seeds", help="comma-separated seeds (default: the preset's; no preset: 0)")
-    g.add_argument("--steps", type=int)
+    g.add_argument("--steps", type=int, help="steps for every dataset (default: the preset's)")
+    g.add_argument("--steps-for", action="append", metavar="DATASET=STEPS",
+                   help="one dataset's steps (repeat); the cpu preset has its own (finetune.CPU_STEPS_FOR)")
     g.add_argument("--batch-size", type=int)
     g.add_argument("--train-per-class", type=int, help="cap on training images per class")
     g.add_argument("--val-per-class", type=int)
@@ -78,23 +82,54 @@ def budget_from_args(args):
     return budget, [(lr, wd) for lr in lrs for wd in wds], seeds
 
 
+def _steps_for(args) -> dict[str, int]:
+    """Per-dataset steps: the cpu preset's (when ``--steps`` is not given), then ``--steps-for``."""
+    from zoorank.compute.finetune import CPU_STEPS_FOR
+
+    out = dict(CPU_STEPS_FOR) if args.preset == "cpu" and args.steps is None else {}
+    for item in args.steps_for or []:
+        name, sep, value = item.partition("=")
+        if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
+            raise ValueError(f"--steps-for {item!r}: expected DATASET=STEPS with STEPS a positive integer")
+        out[name.strip()] = int(value)
+    return out
+
+
+def budget_groups(args, budget, datasets) -> dict:
+    """{budget: [datasets]} in the datasets' order: ``budget`` with each dataset's steps."""
+    steps = _steps_for(args)
+    named = {i.partition("=")[0].strip() for i in args.steps_for or []}
+    if named - set(datasets):
+        raise ValueError(f"--steps-for names dataset(s) {', '.join(sorted(named - set(datasets)))} "
+                         f"not among --dataset ({', '.join(datasets) or 'none given'})")
+    groups: dict = {}
+    for d in datasets:
+        b = dataclasses.replace(budget, steps=steps[d]) if d in steps else budget
+        groups.setdefault(b, []).append(d)
+    return groups
+
+
 def _floats(text):
     return [float(t) for t in text.split(",") if t.strip()] if text else None
 
 
-def protocol_lines(budget, grid, seeds, zoo: str) -> list[str]:
+def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None) -> list[str]:
+    """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts), the
+    columns and the command."""
     from zoorank.compute.finetune import RECIPE_VERSION
 
     lrs = sorted({lr for lr, _ in grid})
     wds = sorted({wd for _, wd in grid})
     b = budget
+    other = {d: n for d, n in (steps_for or {}).items() if n != b.steps}
+    steps = f"{b.steps} steps" + (f" ({', '.join(f'{d}: {n}' for d, n in other.items())})" if other else "")
     return [
         f"zoorank ground truth (recipe {RECIPE_VERSION}, docs/ground_truth.md): fine-tuned test top-1 per "
         f"(dataset, model) of zoo {zoo}",
         f"Protocol: split {'/'.join(f'{v:g}' for v in b.split)} stratified (seed 0), capped at "
         f"{b.train_per_class}/{b.val_per_class}/{b.test_per_class} images per class (train/val/test); "
         f"BatchNorm {b.bn}; head {b.head_init} (linear probe C in {list(b.probe_cs)} on val); "
-        f"SGD Nesterov 0.9, {b.steps} steps of batch {b.batch_size}, warm-up {b.warmup_frac:g} + cosine, "
+        f"SGD Nesterov 0.9, {steps} of batch {b.batch_size}, warm-up {b.warmup_frac:g} + cosine, "
         f"clip {b.clip_norm}, wd {wds} ({b.wd_mode}); lr grid {lrs} at seed {seeds[0]}, "
         f"chosen on val, then seeds {seeds[1:]} at the chosen lr; diverged trials excluded (never 0), "
         f"all-diverged -> lr/10 retries",
@@ -124,25 +159,31 @@ def cmd_ground_truth(args, settings) -> int:
         counts = import_records(store, args.import_path)
         print(f"imported {counts['imported']} record(s) from {args.import_path} ({counts['present']} already "
               f"in the store, {counts['conflicts']} differing from the store's, which were kept)", file=sys.stderr)
+    groups = budget_groups(args, budget, args.dataset or [])
     if args.dataset and not args.table_only:
         from zoorank.orchestration.flows.ground_truth import run_ground_truth
 
-        df = run_ground_truth(args.zoo, args.dataset, grid=grid, seeds=seeds, budget=budget, settings=settings,
-                              device=args.device, data_root=args.data_root, track=not args.no_track,
-                              workers=args.workers, threads=args.threads)
-        print(df.to_string(index=False))
+        for group_budget, datasets in groups.items():
+            df = run_ground_truth(args.zoo, datasets, grid=grid, seeds=seeds, budget=group_budget, settings=settings,
+                                  device=args.device, data_root=args.data_root, track=not args.no_track,
+                                  workers=args.workers, threads=args.threads)
+            print(df.to_string(index=False))
     if args.export_path:
         n = export_records(store, args.export_path)
         print(f"exported {n} record(s) to {args.export_path}", file=sys.stderr)
     if args.csv:
         if not args.dataset:
             raise ValueError("ground-truth --csv needs --dataset (and --zoo) to say which pairs")
+        import pandas as pd
+
         from zoorank.pipeline.preflight import resolve_specs
         from zoorank.pipeline.sources import model_identity
 
         identities = [model_identity(s, store)["identity"] for s in resolve_specs(args.zoo)]
-        table = ground_truth_table(store_records(store), budget=budget.as_dict(), identities=identities,
-                                   datasets=args.dataset)
-        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo))
+        records = store_records(store)
+        table = pd.concat([ground_truth_table(records, budget=b.as_dict(), identities=identities, datasets=ds)
+                           for b, ds in groups.items()]).sort_values(["dataset", "model"], kind="stable")
+        steps_for = {d: b.steps for b, ds in groups.items() for d in ds}
+        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo, steps_for))
         print(f"table: {args.csv} ({len(table)} pairs)", file=sys.stderr)
     return 0

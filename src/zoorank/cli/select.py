@@ -18,7 +18,7 @@ def add_select_parser(sub, location_flags, per_class_type) -> None:
                    help="compute in full fine-tuning trials of the CPU recipe (N x its steps); N=3 tries 4 models")
     s.add_argument("--per-class", type=per_class_type, default=100, help="images per class for the ranking")
     s.add_argument("--metrics", help="comma-separated metric names for the ranking (default: all)")
-    s.add_argument("--steps", type=int, help="steps of a full trial (default: the CPU recipe's 80)")
+    s.add_argument("--steps", type=int, help="steps of a full trial (default: the CPU recipe's for the dataset, finetune.cpu_budget_for)")
     s.add_argument("--device", default="cpu")
     s.add_argument("--format", choices=["table", "json"], default="table")
     location_flags(s)
@@ -34,7 +34,7 @@ def cmd_select(args, settings) -> int:
     from zoorank.pipeline.sources import spec_id
     from zoorank.reporting.summary import recommended_column
 
-    budget = finetune.Budget.cpu()
+    budget = finetune.cpu_budget_for(args.dataset)
     if args.steps:
         budget = dataclasses.replace(budget, steps=args.steps, eval_every=max(1, args.steps // 2))
     specs = resolve_specs(args.zoo)

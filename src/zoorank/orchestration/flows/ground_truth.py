@@ -14,7 +14,8 @@ smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times). One Prefect ta
 (:func:`finetune_trial`). A trial's result is a store record under ``content_key("gt_trial",
 model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>, budget=<Budget>,
 recipe=RECIPE_VERSION)`` (the probe's likewise under ``gt_probe``): a rerun, a resumed killed run,
-or a run after ``--import`` finds it and trains nothing; only trials without a record are trained.
+or a run after ``--import`` finds it and trains nothing; only trials without a record are trained, and
+those whose recorded loss blow-up the current rule no longer sees (``finetune.stale_divergence``).
 The pair's ground truth (:func:`zoorank.compute.finetune.pair_ground_truth`) is stored as a ``gt_pair``
 record and logged to the pair run.
 
@@ -233,10 +234,10 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
     data = _splits(dataset_id, budget, split_seed, data_root)
     meta = _pair_meta(spec, dataset_id, budget, split_seed, data)
     key = trial_key(meta["identity"], data.fingerprint, params, budget)
-    hit = store.has_record(key)
-    if hit:
-        result = store.get_record(key)
-    else:
+    result = store.get_record(key) if store.has_record(key) else None
+    rejudged = result is not None and finetune.stale_divergence(result, budget)
+    hit = result is not None and not rejudged
+    if not hit:
         head = _probe_head(settings, spec, dataset_id, budget, split_seed, device, data_root) \
             if budget.head_init == "probe" else None
         result = finetune.run_trial(
@@ -250,7 +251,9 @@ def finetune_trial(settings: Settings, spec, dataset_id: str, params: finetune.T
                    **params.as_dict(), "budget": budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
                    "split_seed": split_seed, "device": result.get("device"),
                    "input_size": "x".join(map(str, result.get("input_size", [])))}
-        _, logged = _GTTracker(settings).trial(pair_run, key, meta["model"], dataset_id, result, mparams)
+        # a retrained stale blow-up gets its own run (the old one keeps the old judgement)
+        run_key = f"{key}|rejudged" if rejudged else key
+        _, logged = _GTTracker(settings).trial(pair_run, run_key, meta["model"], dataset_id, result, mparams)
     return {**result, "key": key, "cache_hit": hit, "logged": logged}
 
 
