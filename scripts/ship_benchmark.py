@@ -48,6 +48,15 @@ def _steps_text() -> str:
     return f"{Budget.cpu().steps} steps" + (f" ({other})" if other else "")
 
 
+def full_protocol_samples() -> int:
+    """Training images one pair gets under the literature's protocol (``Budget.full()``, the GPU preset):
+    the (lr, wd) grid at the first seed and two more seeds at the chosen point, each steps x batch."""
+    from zoorank.compute.finetune import CPU_SEEDS, FULL_GRID, Budget
+
+    full = Budget.full()
+    return (len(FULL_GRID) + len(CPU_SEEDS) - 1) * full.steps * full.batch_size
+
+
 def pair_truth(records, datasets, models):
     """One row per pair of the ft-v2 CPU records: accuracy (mean over seeds at the chosen lr), the
     per-seed accuracies, n_test, n_seeds, the linear probe's accuracy, trial / probe seconds."""
@@ -76,9 +85,10 @@ def pair_truth(records, datasets, models):
                      "n_seeds": gt["n_seeds"], "seeds_run": gt["seeds_run"], "seed_accuracies": list(gt["per_seed"].values()),
                      "lp_accuracy": gt["lp_test_top1"], "n_trials": gt["n_trials"],
                      "trial_seconds": sum(float(t.get("seconds", 0.0)) for t in g["trials"]),
+                     "samples": sum(int(t.get("steps_done", 0)) * int(t["budget"]["batch_size"]) for t in g["trials"]),
                      "probe_seconds": float(g["probe"].get("seconds", 0.0)) if g["probe"] else 0.0})
     return pd.DataFrame(rows, columns=["dataset", "model", "accuracy", "n_test", "n_seeds", "seeds_run", "seed_accuracies",
-                                       "lp_accuracy", "n_trials", "trial_seconds", "probe_seconds"])
+                                       "lp_accuracy", "n_trials", "trial_seconds", "samples", "probe_seconds"])
 
 
 def eligible(truth, datasets, models, min_seeds):
@@ -261,7 +271,8 @@ def main(argv=None) -> int:
     if times_path.is_file():
         times = pd.read_csv(times_path, comment="#")
         cpu = times.groupby("dataset")["process_cpu_seconds"].first().to_dict()
-        result["compute_ratio"] = bb.compute_ratio(times[times["dataset"].isin(enter)], truth, cpu)
+        result["compute_ratio"] = bb.compute_ratio(times[times["dataset"].isin(enter)], truth, cpu,
+                                                   full_samples=full_protocol_samples())
     result["header"] = header(enter, why, left_out, args, truth)
     print(write_report(result, ROOT / args.out, header=result["header"])["markdown"])
     return 0

@@ -96,6 +96,13 @@ def test_compute_ratio_on_hand_table():
     assert out.loc["total", "ratio_cpu"] == pytest.approx(14.0 / 600.0)
     with pytest.raises(ValueError, match="no \\(dataset, model\\) pair"):
         bb.compute_ratio(ranking.assign(dataset="q"), finetune)
+    # the literature-protocol projection: per-image trial cost x the full protocol's images
+    full = bb.compute_ratio(ranking, finetune.assign(samples=[6400, 6400, 3200, 3200]), {"d": 10.0, "e": 4.0},
+                            full_samples=64_000)
+    assert full.loc["d", "full_seconds"] == pytest.approx((300.0 + 100.0) * 10)
+    assert full.loc["e", "full_seconds"] == pytest.approx(90.0 * 20)
+    assert full.loc["total", "ratio_cpu_full"] == pytest.approx(14.0 / (4000.0 + 1800.0))
+    assert "ratio_cpu_full" not in out                  # no samples, no projection
 
 
 def test_report_renders_error_bars_and_compute_ratio(tmp_path):

@@ -209,6 +209,27 @@ def test_history_from_shipped_records_and_user_store_newest_wins(tmp_path, monke
     assert "your store's ground-truth records" in h2.sources
 
 
+@pytest.mark.skipif(not (hist_mod.SHIPPED_DIR / hist_mod.TRIALS_FILE).is_file(), reason="no shipped trials")
+def test_shipped_history_is_the_shipped_protocol_only(tmp_path, monkeypatch):
+    """The shipped file may keep superseded runs (digits at 80 steps): only the records of
+    ``cpu_budget_for(dataset)`` are the shipped ground truth, one row per pair."""
+    from zoorank.compute.finetune import cpu_budget_for
+    from zoorank.storage.arrays import ArrayStore
+
+    folder = _records(tmp_path)
+    lines = (folder / hist_mod.TRIALS_FILE).read_text().splitlines()
+    first = json.loads(next(l for l in lines if '"gt_trial/' in l))
+    d, m = first["value"]["dataset"], first["value"]["model"]
+    assert first["value"]["budget"] == cpu_budget_for(d).as_dict()
+    other = dict(first["value"], test_top1=0.001, val_top1=0.999, budget=dict(first["value"]["budget"], steps=3))
+    lines.append(json.dumps({"key": "gt_trial/" + "e" * 24, "value": other}))
+    (folder / hist_mod.TRIALS_FILE).write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("ZOORANK_HISTORY", str(folder))
+    h = hist_mod.load_history(ArrayStore(tmp_path / "store.zarr"))
+    row = h.accuracy[(h.accuracy["dataset"] == d) & (h.accuracy["model"] == m)]
+    assert len(row) == 1 and row["accuracy"].item() > 0.01 and h.overridden.empty
+
+
 def test_history_switched_off_or_pointed_at_a_bad_folder(tmp_path, monkeypatch):
     from zoorank.storage.arrays import ArrayStore
 

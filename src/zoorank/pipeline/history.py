@@ -37,7 +37,7 @@ GT_STAGES = ("gt_trial", "gt_probe")
 SELECT_STAGE = "gt_select"   # zoorank select's rounds: their shorter-than-recipe trials are not ground truth
 SCORES_STAGE = "ranking_scores"
 TABLE_STAGE = "history_table"
-TABLE_VERSION = 1
+TABLE_VERSION = 2   # 2: the shipped rows are the shipped protocol's only
 
 
 @dataclass
@@ -106,9 +106,16 @@ def _partial_keys(store, files: list[Path]) -> set[str]:
     return out
 
 
-def _accuracy_rows(records, source: str, times: dict | None = None) -> pd.DataFrame:
+def _accuracy_rows(records, source: str, times: dict | None = None, *, shipped: bool = False) -> pd.DataFrame:
+    """One accuracy row per pair and budget of ``records``; ``shipped``: only the records of the shipped
+    protocol (``finetune.cpu_budget_for(dataset)``; the file also keeps superseded runs, e.g. digits
+    at 80 steps, as evidence)."""
     from zoorank.pipeline import ground_truth_records as gtr   # imports the fine-tuning package (torch)
 
+    if shipped:
+        from zoorank.compute.finetune import cpu_budget_for
+
+        records = [(k, v) for k, v in records if v.get("budget") == cpu_budget_for(str(v.get("dataset"))).as_dict()]
     table = gtr.ground_truth_table(records)
     table = table[table["n_seeds"] > 0]
     out = pd.DataFrame({"dataset": table["dataset"].astype(str), "model": table["model"].astype(str),
@@ -141,7 +148,7 @@ def _accuracy_table(store, folder: Path | None) -> pd.DataFrame:
     if folder is not None:
         from zoorank.pipeline import ground_truth_records as gtr
 
-        frames.append(_accuracy_rows(gtr.read_records(folder / TRIALS_FILE), "shipped"))
+        frames.append(_accuracy_rows(gtr.read_records(folder / TRIALS_FILE), "shipped", shipped=True))
     if files:
         records, times = [], {}
         partial = _partial_keys(store, files)
