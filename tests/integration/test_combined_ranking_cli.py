@@ -48,6 +48,11 @@ def test_rank_with_history_recommends_combined_and_logs_it(prefect_server, setti
     path = tracker.client.download_artifacts(run_id, "combined.json")
     info = json.load(open(path))["digits"]
     assert "digits" not in info["fitted_on"] and info["fitted_on"]
+    # the tie set shown is combined's own (refits on resampled history datasets), LEAD's is a note
+    assert info["tie"]["score"] == "combined" and info["tie"]["n_images"] == len(info["fitted_on"])
+    words = " ".join(first.split())       # the notes are wrapped to the terminal width
+    assert f"refits of the combination on resamples of the {len(info['fitted_on'])} history datasets" in words
+    assert "by lead alone" in words or not info["tie"]["models"]
     # a leave-one-out regret needs two scored history datasets besides the ranked one
     has_regret = len(info["fitted_on"]) >= 2
     assert ("expected top-1 regret of `combined`" in first) == has_regret

@@ -268,3 +268,65 @@ def test_cards_from_specs_prefer_the_zoo_files_declared_fields():
     acc, size = cards_from_specs(["mobilenet_v2", declared, "cnn_usps"])
     assert acc == {"mobilenet_v2": 0.71878, "mine": 0.69758}          # cnn_usps: its card states none
     assert size["mine"] == 11_689_512 and size["cnn_usps"] == 151_498
+
+
+# --- the tie set of `combined` ----------------------------------------------------------------------
+
+def _fit(scores, acc, exclude="d0"):
+    train = combine.training_inputs(scores, acc, exclude=exclude, metrics=METRICS)
+    columns = [*METRICS, *combine.PRIORS]
+    return train, combine.fit_combination("pairwise_z", train, acc, columns, exclude=exclude), columns
+
+
+def test_combined_tie_set_holds_two_models_with_equal_inputs_and_no_one_else():
+    """Two models with identical inputs, both far ahead by the dominant metric: whatever the refit's
+    weights, they score alike, so each comes first in half the refits; nobody else ever does."""
+    scores, acc = synthetic(seed=5)
+    train, comb, columns = _fit(scores, acc)
+    table = ranking_table(scores, "d0").set_index("model")
+    table.loc["x0", METRICS] = table.loc["x1", METRICS] = [50.0, 50.0, 0.0]
+    target = pd.concat([table[METRICS], combine.prior_table(table.index, "d0", acc)], axis=1)
+    target.loc["x1", combine.PRIORS] = target.loc["x0", combine.PRIORS].to_numpy()
+    share = combine.refit_top_shares(train, acc, comb, target[columns], exclude="d0", n_boot=100)
+    assert share["x0"] == pytest.approx(0.5) and share["x1"] == pytest.approx(0.5)
+    assert sum(share.values()) == pytest.approx(1.0)
+
+
+def test_combined_tie_set_splits_when_the_history_disagrees_and_is_in_the_table_info():
+    """Model a is best by m1, b by m2. On a history where m1 drives accuracy on half the datasets and
+    m2 on the other half, refits on resampled datasets disagree: both are in the tie set. On a history
+    where m1 drives every dataset, a alone is."""
+    rng = np.random.default_rng(0)
+
+    def history(drivers):
+        rows_s, rows_a = [], []
+        for d, drive in enumerate(drivers):
+            v = rng.standard_normal((2, 8))
+            for i in range(8):
+                rows_s += [{"dataset": f"h{d}", "model": f"x{i}", "metric": m, "score": v[k, i]}
+                           for k, m in enumerate(["m1", "m2"])]
+                rows_a.append({"dataset": f"h{d}", "model": f"x{i}", "accuracy": 0.5 + 0.05 * v[drive, i]})
+        return pd.DataFrame(rows_s), pd.DataFrame(rows_a)
+
+    ranked = pd.DataFrame({"dataset": "new", "model": ["a", "b", "c", "d"], "m1": [3.0, 0.0, -1.0, -2.0],
+                           "m2": [0.0, 3.0, -1.0, -2.0]})
+    s, a = history([0, 1] * 4)
+    out, info, _ = add_combined(ranked, ["m1", "m2"], history_of(s, a))
+    tie = info["new"]["tie"]
+    assert set(tie["models"]) == {"a", "b"} and tie["score"] == "combined" and tie["unit"] == "history datasets"
+    assert tie["n_images"] == 8 and 0.1 <= tie["share"]["a"] <= 0.9
+    s, a = history([0] * 8)
+    tie = add_combined(ranked, ["m1", "m2"], history_of(s, a))[1]["new"]["tie"]
+    assert tie["models"] == ["a"] and tie["share"]["a"] > 0.9
+
+
+def test_combined_tie_set_replaces_the_metric_one_in_the_output():
+    from zoorank.orchestration.ranking_finish import combined_ties_first
+    from zoorank.reporting.ties import TieSet
+
+    lead = TieSet(["x", "y"], {"x": 0.6, "y": 0.4}, 1000, 0.1, 300, "lead")
+    comb = TieSet(["y"], {"x": 0.02, "y": 0.98}, 200, 0.1, 5, "combined", "history datasets", "refits")
+    ties, notes = combined_ties_first({"d": lead, "e": lead}, {"d": {"tie": comb.as_dict()}, "e": {"tie": None}}, {})
+    assert ties["d"] == comb and ties["e"] == lead
+    assert any(n.startswith("by lead alone, 2 model(s)") for n in notes["d"])
+    assert "e" not in notes

@@ -103,6 +103,7 @@ class Combination:
     note: str = ""
     notes: list[str] = field(default_factory=list)
     method: str = "default"
+    l2: float | None = None            # the pairwise methods' L2 strength
 
     @property
     def learned(self) -> bool:
@@ -194,7 +195,7 @@ def _fit_pairs(data: dict, columns, transform: str, l2: float, min_gap: float) -
     w = _newton_logistic(dx, g, l2)
     return Combination(dict(zip(columns, map(float, w))), transform, tuple(used),
                        note=f"learned from {len(used)} history dataset(s): {', '.join(used)}",
-                       method="pairwise_z" if transform == "zscore" else "pairwise")
+                       method="pairwise_z" if transform == "zscore" else "pairwise", l2=float(l2))
 
 
 def fit_pairwise(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
@@ -277,7 +278,8 @@ def _pairwise_cv(data: dict, columns, transform: str, grid, min_gap: float) -> C
     if not comb.learned:
         return comb
     return Combination(comb.weights, comb.transform, comb.fitted_on,
-                       note=f"{comb.note}; L2 {best:g} chosen by inner leave-one-dataset-out", method=comb.method)
+                       note=f"{comb.note}; L2 {best:g} chosen by inner leave-one-dataset-out", method=comb.method,
+                       l2=comb.l2)
 
 
 def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exclude: str | None = None,
@@ -289,6 +291,33 @@ def fit_pairwise_cv(scores: pd.DataFrame, history: pd.DataFrame, columns, *, exc
     columns = list(columns)
     data = standardised_by_dataset(scores, history, columns, transform, exclude)
     return _pairwise_cv(data, columns, transform, grid, min_gap)
+
+
+def refit_top_shares(scores: pd.DataFrame, history: pd.DataFrame, comb: Combination, target: pd.DataFrame, *,
+                     exclude: str | None = None, n_boot: int = 200, seed: int = 0) -> dict[str, float]:
+    """How often each row of ``target`` (one dataset: index = models, columns = the inputs) comes
+    first when the pairwise combination ``comb`` is refitted (same transform and L2) on a bootstrap
+    resample of the history's datasets without ``exclude`` (datasets drawn with replacement; a
+    dataset drawn twice counts twice): the uncertainty of the learned weights (Efron & Tibshirani
+    1993, ch. 6, resampling the independent units). Exact ties share a win; shares sum to 1.
+    ``{}`` for a combination that is not a learned pairwise one."""
+    if not comb.learned or comb.l2 is None or comb.method not in ("pairwise", "pairwise_z"):
+        return {}
+    columns = list(comb.weights)
+    data = standardised_by_dataset(scores, history, columns, comb.transform, exclude)
+    parts = [p for p in (_pairs(x, a, 0.0) for _, (x, a) in sorted(data.items())) if len(p[1])]
+    z = np.column_stack([standardise(target[c], comb.transform).fillna(0.0).to_numpy(float) if c in target
+                         else np.zeros(len(target)) for c in columns])
+    rng = np.random.default_rng(seed)
+    wins = np.zeros(len(target))
+    for _ in range(int(n_boot)):
+        pick = rng.integers(0, len(parts), size=len(parts))
+        dx = np.concatenate([parts[i][0] for i in pick])
+        g = np.concatenate([parts[i][1] for i in pick])
+        s = z @ _newton_logistic(dx, g / g.sum(), comb.l2)
+        first = s >= s.max() - 1e-12 * max(1.0, abs(s.max()))
+        wins += first / first.sum()
+    return {str(m): float(w / n_boot) for m, w in zip(target.index, wins)}
 
 
 def loo_top1_regret(scores: pd.DataFrame, history: pd.DataFrame, columns, method: str = "pairwise", *,

@@ -8,7 +8,7 @@ from zoorank.pipeline.outcomes import RankOutput, ranking_params, ranking_table
 from zoorank.pipeline.requests import RankRequest, RunOptions
 from zoorank.pipeline.stages import feature_keys
 
-__all__ = ["tie_sets", "finish_ranking", "run_opener", "with_combined"]
+__all__ = ["tie_sets", "finish_ranking", "run_opener", "with_combined", "combined_ties_first"]
 
 
 def tie_sets(store, outcomes: list, metric_params: dict | None = None, rank_by: str = DEFAULT_RANK_BY,
@@ -33,6 +33,7 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
 
         ties = tie_sets(open_store(settings), outcomes, request.metric_params)
         table, combined, combined_notes = with_combined(open_store(settings), table, metrics, request.models)
+        ties, combined_notes = combined_ties_first(ties, combined, combined_notes)
     except BaseException as exc:
         if run is not None:
             run.__exit__(type(exc), exc, exc.__traceback__)
@@ -50,6 +51,25 @@ def finish_ranking(settings: Settings, outcomes: list, request: RankRequest, opt
             log_combined(settings, run_id, combined)
     return RankOutput(table.to_dict("records"), run_id, list(outcomes), {d: t.as_dict() for d, t in ties.items()},
                       combined, combined_notes)
+
+
+def combined_ties_first(ties: dict, combined: dict, notes: dict) -> tuple[dict, dict]:
+    """Where ``combined`` has a tie set it is the dataset's (the table's order is combined's); the
+    per-image tie set of the metric it replaces becomes a note."""
+    from zoorank.reporting.ties import TieSet
+
+    ties, notes = dict(ties), {d: list(n) for d, n in notes.items()}
+    for d, info in (combined or {}).items():
+        if not info.get("tie"):
+            continue
+        old = ties.get(d)
+        if old is not None and old.models:
+            shares = ", ".join(f"{m} {old.share[m]:.0%}" for m in old.models)
+            notes.setdefault(d, []).append(
+                f"by {old.score} alone, {len(old.models)} model(s) come first in >= {old.threshold:.0%} of "
+                f"{old.n_boot} bootstrap resamples of the {old.n_images} scored images ({shares})")
+        ties[d] = TieSet.from_dict(info["tie"])
+    return ties, notes
 
 
 def with_combined(store, table, metrics, specs=None) -> tuple:

@@ -8,6 +8,8 @@ history without the ranked dataset) into the table, and returns per dataset:
   new to the history (their history term is the dataset's middle, so their place comes from their
   metric scores and model cards), a history sharing no model with the zoo, a history of one
   dataset, ground-truth rows overridden by newer ones;
+- its tie set (:func:`combined_tie_set`): the models first in >= 10% of refits of the combination
+  on bootstrap resamples of the history datasets (the learned weights' uncertainty);
 - the expected top-1 regret: the mean, over the history's datasets other than the ranked one, of
   the accuracy lost by fine-tuning the combination's top-1 of that dataset instead of its best
   model, each dataset's combination learned without it (leave-one-out).
@@ -66,6 +68,24 @@ def expected_top1_regret(train: pd.DataFrame, history: pd.DataFrame, columns, me
     return combine.loo_top1_regret(train, history, columns, method)
 
 
+#: refits of the combination per ranked dataset for its tie set (about 1 ms each)
+TIE_REFITS = 200
+
+
+def combined_tie_set(train: pd.DataFrame, history: pd.DataFrame, comb, target: pd.DataFrame, dataset: str):
+    """The tie set of ``combined`` (a :class:`zoorank.reporting.ties.TieSet`, score ``combined``): the
+    models that come first in >= 10% of :data:`TIE_REFITS` refits on bootstrap resamples of the
+    history datasets (:func:`combine.refit_top_shares`); ``None`` for a combination that is not a
+    learned pairwise one."""
+    from zoorank.reporting.ties import TieSet
+
+    share = combine.refit_top_shares(train, history, comb, target, exclude=dataset, n_boot=TIE_REFITS)
+    if not share:
+        return None
+    return TieSet.from_shares(share, n_boot=TIE_REFITS, n_units=len(comb.fitted_on), score="combined",
+                              unit="history datasets", resamples="refits of the combination on resamples")
+
+
 def add_combined(table: pd.DataFrame, metrics, history, *, source_accuracy=None, parameters=None,
                  method: str = combine.DEFAULT_METHOD) -> tuple[pd.DataFrame, dict, dict]:
     """``(table with priors and combined, {dataset: info}, {dataset: [note]})`` (see module doc).
@@ -101,6 +121,7 @@ def add_combined(table: pd.DataFrame, metrics, history, *, source_accuracy=None,
                                         source_accuracy=acc_cards, parameters=size_cards)
         comb = combine.fit_combination(method, train, hist, columns, exclude=dataset)
         part["combined"] = comb.score(target[columns]).to_numpy(float)
+        tie = combined_tie_set(train, hist, comb, target[columns], dataset)
         regret, n_regret = expected_top1_regret(train, hist, columns, method) if comb.learned else (float("nan"), 0)
         seen = set(hist.loc[hist["dataset"] != dataset, "model"])
         new = [m for m in models if m not in seen]
@@ -137,7 +158,8 @@ def add_combined(table: pd.DataFrame, metrics, history, *, source_accuracy=None,
         info[dataset] = {"method": comb.method, "fitted_on": list(comb.fitted_on), "weights": comb.weights,
                          "note": comb.note, "new_to_history": new,
                          "expected_top1_regret": None if not np.isfinite(regret) else regret,
-                         "regret_datasets": n_regret, "history_sources": list(history.sources)}
+                         "regret_datasets": n_regret, "history_sources": list(history.sources),
+                         "tie": tie.as_dict() if tie is not None else None}
         notes[dataset] = lines
         out.append(part)
     return pd.concat(out, ignore_index=True), info, notes

@@ -21,7 +21,9 @@ __all__ = ["TieSet", "top_tie_set", "lead_image_scores"]
 @dataclass(frozen=True)
 class TieSet:
     """``models``: tied at the top, most often first first; ``share``: every model's share of
-    the resamples in which it came first (shares of exact ties split evenly; they sum to 1)."""
+    the resamples in which it came first (shares of exact ties split evenly; they sum to 1).
+    ``n_images`` counts the resampled units, ``unit`` names them (the scored images, or the
+    history datasets for ``combined``), ``resamples`` names what was redone per draw."""
 
     models: list[str]
     share: dict[str, float] = field(default_factory=dict)
@@ -29,15 +31,28 @@ class TieSet:
     threshold: float = 0.1
     n_images: int = 0
     score: str = "lead"
+    unit: str = "scored images"
+    resamples: str = "bootstrap resamples"
 
     def as_dict(self) -> dict:
         return {"models": list(self.models), "share": dict(self.share), "n_boot": self.n_boot,
-                "threshold": self.threshold, "n_images": self.n_images, "score": self.score}
+                "threshold": self.threshold, "n_images": self.n_images, "score": self.score,
+                "unit": self.unit, "resamples": self.resamples}
 
     @classmethod
     def from_dict(cls, d: Mapping) -> "TieSet":
         return cls(list(d["models"]), dict(d.get("share", {})), int(d.get("n_boot", 0)),
-                   float(d.get("threshold", 0.1)), int(d.get("n_images", 0)), str(d.get("score", "lead")))
+                   float(d.get("threshold", 0.1)), int(d.get("n_images", 0)), str(d.get("score", "lead")),
+                   str(d.get("unit", "scored images")), str(d.get("resamples", "bootstrap resamples")))
+
+    @classmethod
+    def from_shares(cls, share: Mapping[str, float], *, n_boot: int, n_units: int, score: str,
+                    threshold: float = 0.1, unit: str = "scored images",
+                    resamples: str = "bootstrap resamples") -> "TieSet":
+        """The models whose share of first places is >= ``threshold``, most often first first."""
+        order = list(share)
+        tied = sorted((m for m in order if share[m] >= threshold), key=lambda m: (-share[m], order.index(m)))
+        return cls(tied, dict(share), int(n_boot), float(threshold), int(n_units), score, unit, resamples)
 
 
 def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, threshold: float = 0.1,
@@ -78,8 +93,7 @@ def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, t
             first = means >= best - 1e-12 * np.maximum(1.0, np.abs(best))  # exact ties share the win
             wins[usable] += (first / first.sum(axis=0)).sum(axis=1)
     share = {m: float(w / n_boot) for m, w in zip(models, wins)}
-    tied = sorted((m for m in models if share[m] >= threshold), key=lambda m: (-share[m], models.index(m)))
-    return TieSet(tied, share, int(n_boot), float(threshold), int(n), score)
+    return TieSet.from_shares(share, n_boot=int(n_boot), n_units=int(n), score=score, threshold=float(threshold))
 
 
 def lead_image_scores(log_init, labels, class_eigenvalues, *, eta_t: float | None = None,
