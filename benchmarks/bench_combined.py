@@ -66,10 +66,10 @@ def published_lead() -> dict[str, float]:
 
 
 def ground_truth_history(path: Path = TRIALS) -> pd.DataFrame:
-    """(dataset, model, accuracy in %) of every pair with at least one converged seed."""
+    """(dataset, model, accuracy in %) of every pair of the shipped protocol with at least one converged seed."""
     from zoorank.pipeline import ground_truth_records as records
 
-    table = records.ground_truth_table(records.read_records(path))
+    table = records.ground_truth_table(records.shipped_protocol_records(records.read_records(path)))
     table = table[table["n_seeds"] > 0]
     return pd.DataFrame({"dataset": table["dataset"], "model": table["model"],
                          "accuracy": 100.0 * table["test_top1"].astype(float),

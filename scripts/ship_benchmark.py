@@ -62,12 +62,13 @@ def pair_truth(records, datasets, models):
     per-seed accuracies, n_test, n_seeds, the linear probe's accuracy, trial / probe seconds."""
     import pandas as pd
 
-    from zoorank.compute.finetune import cpu_budget_for, pair_ground_truth
+    from zoorank.compute.finetune import pair_ground_truth
 
-    budgets = {d: cpu_budget_for(d).as_dict() for d in datasets}
+    from zoorank.pipeline.ground_truth_records import current_records, shipped_protocol_records
+
     groups: dict = {}
-    for key, v in records:
-        if v.get("budget") != budgets.get(v.get("dataset")) or v.get("dataset") not in datasets or v.get("model") not in models:
+    for key, v in current_records(shipped_protocol_records(records)):
+        if v.get("dataset") not in datasets or v.get("model") not in models:
             continue
         g = groups.setdefault((v["dataset"], v["model"]), {"trials": [], "probe": None, "ids": set()})
         g["ids"].add(v.get("identity"))

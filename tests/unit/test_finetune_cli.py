@@ -92,6 +92,21 @@ def test_table_from_records_and_header(tmp_path):
     assert back["test_top1"].iloc[0] == pytest.approx(0.27) and not math.isnan(back["se"].iloc[0])
 
 
+def test_table_leaves_out_a_blow_up_the_current_rule_does_not_see():
+    from zoorank.pipeline.ground_truth_records import ground_truth_table
+
+    good = [("gt_trial/b", _trial(0, 1e-3, 0.3, 0.27)), ("gt_trial/c", _trial(1, 1e-3, 0.3, 0.26))]
+    spiky = [0.3] * 4 + [30.0] + [0.3] * 6              # window 5 at 10 steps: mean 6.2 > 3 x 1.5, median 0.3
+    stale = _trial(0, 1e-4, 0.3, 0.3, diverged=True) | {
+        "diverged_reason": "loss blow-up at step 11 (...)", "train_loss": [[i + 1, v] for i, v in enumerate(spiky)]}
+    rising = stale | {"train_loss": [[i + 1, v] for i, v in enumerate([0.3] * 4 + [9.0] * 7)]}
+    base = ground_truth_table(good, budget={"steps": 10}).iloc[0]
+    with_stale = ground_truth_table(good + [("gt_trial/s", stale)], budget={"steps": 10}).iloc[0]
+    assert with_stale["n_trials"] == base["n_trials"] == 2 and with_stale["n_diverged"] == 0
+    kept = ground_truth_table(good + [("gt_trial/r", rising)], budget={"steps": 10}).iloc[0]
+    assert kept["n_trials"] == 3 and kept["n_diverged"] == 1
+
+
 def test_rank_agreement_is_kendall_per_dataset_on_common_models():
     from zoorank.pipeline.ground_truth_records import rank_agreement
 

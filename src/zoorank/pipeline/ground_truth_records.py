@@ -8,7 +8,7 @@ truth computed over several runs or machines merges by importing every export in
 imported record is found by the flow exactly like one it computed (nothing is retrained).
 
 :func:`ground_truth_table` turns records into the shipped table, one row per pair
-(:func:`zoorank.compute.finetune.pair_ground_truth`), and :func:`write_table` writes it as CSV under a
+(:func:`zoorank.compute.finetune.pair_ground_truth`; stale blow-ups left out, :func:`current_records`), and :func:`write_table` writes it as CSV under a
 ``#`` header naming the protocol, the command and the compute spent.
 """
 from __future__ import annotations
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zoorank.compute.finetune import pair_ground_truth
+from zoorank.compute.finetune import Budget, cpu_budget_for, pair_ground_truth, stale_divergence
 
 RECORD_STAGES = ("gt_trial", "gt_probe")
 PAIR_FIELDS = ("dataset", "model", "identity", "data_fingerprint", "split_seed", "recipe")
@@ -96,12 +96,27 @@ def _pair_id(value: dict) -> tuple:
         json.dumps(value.get("budget"), sort_keys=True),)
 
 
+def current_records(records) -> list[tuple[str, dict]]:
+    """``records`` without the trials whose recorded loss blow-up the current divergence rule does
+    not see (``finetune.stale_divergence``): a rerun retrains those it still needs; the others (an
+    lr / 10 retry that is no longer needed) describe no trial of the current recipe."""
+    return [(k, v) for k, v in records
+            if not (k.startswith("gt_trial/") and v.get("budget") and
+                    stale_divergence(v, Budget.from_dict(v["budget"])))]
+
+
+def shipped_protocol_records(records) -> list[tuple[str, dict]]:
+    """The records of the shipped CPU protocol (``finetune.cpu_budget_for(dataset)``: 80 steps, digits
+    160); the shipped file also keeps superseded runs (digits at 80 steps) as evidence."""
+    return [(k, v) for k, v in records if v.get("budget") == cpu_budget_for(str(v.get("dataset"))).as_dict()]
+
+
 def ground_truth_table(records, *, budget: dict | None = None, identities=None, datasets=None) -> pd.DataFrame:
     """One row per pair from (key, value) records (trials and probes), optionally only those of
     ``budget`` (a ``Budget.as_dict()``), model ``identities`` (``model_identity(spec)["identity"]``:
     id, weights and config such as ``input_size``) and ``datasets``."""
     pairs: dict[tuple, dict] = {}
-    for key, value in records:
+    for key, value in current_records(records):
         if budget is not None and value.get("budget") != budget:
             continue
         if identities is not None and value.get("identity") not in identities:

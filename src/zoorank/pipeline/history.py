@@ -37,7 +37,7 @@ GT_STAGES = ("gt_trial", "gt_probe")
 SELECT_STAGE = "gt_select"   # zoorank select's rounds: their shorter-than-recipe trials are not ground truth
 SCORES_STAGE = "ranking_scores"
 TABLE_STAGE = "history_table"
-TABLE_VERSION = 2   # 2: the shipped rows are the shipped protocol's only
+TABLE_VERSION = 3   # 2: the shipped rows are the shipped protocol's only; 3: stale blow-ups left out
 
 
 @dataclass
@@ -113,9 +113,7 @@ def _accuracy_rows(records, source: str, times: dict | None = None, *, shipped: 
     from zoorank.pipeline import ground_truth_records as gtr   # imports the fine-tuning package (torch)
 
     if shipped:
-        from zoorank.compute.finetune import cpu_budget_for
-
-        records = [(k, v) for k, v in records if v.get("budget") == cpu_budget_for(str(v.get("dataset"))).as_dict()]
+        records = gtr.shipped_protocol_records(records)
     table = gtr.ground_truth_table(records)
     table = table[table["n_seeds"] > 0]
     out = pd.DataFrame({"dataset": table["dataset"].astype(str), "model": table["model"].astype(str),

@@ -87,7 +87,8 @@ def _bootstrap_parts(result: dict) -> list[str]:
                      f"{tot['ratio_cpu_full']:.4%} (`ratio_cpu_full`). The CPU protocol trains 3-6 epochs; the "
                      f"ratio against it is the honest figure on this machine, the projection the one the "
                      f"product is meant for." if "ratio_cpu_full" in r else ""), "",
-                  md_table(r, digits=4), ""]
+                  md_table(r.assign(**({"ratio_cpu_full": r["ratio_cpu_full"].map(lambda v: f"{v:.2e}")}
+                                       if "ratio_cpu_full" in r else {})), digits=4), ""]
     for name, sec in result.get("bootstrap", {}).items():
         tabs = sec["tables"]
         parts += [f"## Error bars against {_TRUTHS.get(name, name)}", "", f"**Where LEAD loses.** {sec['loses']}", "",
