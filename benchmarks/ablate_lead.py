@@ -47,9 +47,9 @@ ETA_GRID = [0.0, 1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-
 # ----------------------------------------------------------------------------- ground truth
 def ground_truth(path, zoo_specs, min_models: int):
     """{dataset: {model: test_top1}} for the zoo's models at its input sizes."""
-    from zoorank.pipeline.ground_truth_records import ground_truth_table, read_records
+    from zoorank.pipeline.ground_truth_records import ground_truth_table, read_records, shipped_protocol_records
 
-    table = ground_truth_table(read_records(path)).dropna(subset=["test_top1"])
+    table = ground_truth_table(shipped_protocol_records(read_records(path))).dropna(subset=["test_top1"])
     sizes = {}
     for spec in zoo_specs:
         sid = getattr(spec, "id", spec)
