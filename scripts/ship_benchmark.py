@@ -40,14 +40,6 @@ SCORES = "results/benchmark/ranking_scores.csv"   # the scores of those cold ran
 PER_CLASS = 40          # the ground truth's training images per class (docs/ground_truth.md)
 
 
-def _steps_text() -> str:
-    """"80 steps (digits: 160)": the CPU recipe's steps and its per-dataset exceptions."""
-    from zoorank.compute.finetune import CPU_STEPS_FOR, Budget
-
-    other = ", ".join(f"{d}: {n}" for d, n in CPU_STEPS_FOR.items())
-    return f"{Budget.cpu().steps} steps" + (f" ({other})" if other else "")
-
-
 def full_protocol_samples() -> int:
     """Training images one pair gets under the literature's protocol (``Budget.full()``, the GPU preset):
     the (lr, wd) grid at the first seed and two more seeds at the chosen point, each steps x batch."""
@@ -280,6 +272,8 @@ def main(argv=None) -> int:
 
 
 def header(enter, why, left_out, args, truth) -> str:
+    from zoorank.compute.finetune import Budget, steps_text
+
     absent = [d for d in DATASETS if d not in enter and d not in why]
     lines = []
     if why or absent or args.min_seeds < 3:
@@ -294,7 +288,7 @@ def header(enter, why, left_out, args, truth) -> str:
              for r in truth[truth["accuracy"].notna() & (truth["n_seeds"] < truth["seeds_run"])].itertuples()]
     lines += [
         f"Zoo `{ZOO}` (12 backbones at the fine-tuning resolution) x {', '.join(enter)}.",
-        f"**Ground truth**: recipe ft-v2 (`cpu_budget_for(dataset)`: {_steps_text()}; docs/ground_truth.md) from the trial records "
+        f"**Ground truth**: recipe ft-v2 (`cpu_budget_for(dataset)`: {steps_text(Budget.cpu().steps)}; docs/ground_truth.md) from the trial records "
         f"`{args.records}`: per pair the mean test top-1 over its seeds at the chosen lr "
         f"(seeds per pair here: {', '.join(map(str, seeds))}; a dataset enters when every pair has run >= "
         f"{args.min_seeds} seeds there, a seed that diverged being excluded from the mean, never scored 0"

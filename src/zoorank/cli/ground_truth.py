@@ -82,26 +82,28 @@ def budget_from_args(args):
     return budget, [(lr, wd) for lr in lrs for wd in wds], seeds
 
 
-def _steps_for(args) -> dict[str, int]:
-    """Per-dataset steps: the cpu preset's (when ``--steps`` is not given), then ``--steps-for``."""
+def _steps_for(args, datasets) -> dict[str, int]:
+    """Per-dataset steps: the cpu preset's (when ``--steps`` is not given), then ``--steps-for``
+    (each must name one of ``datasets``)."""
     from zoorank.compute.finetune import CPU_STEPS_FOR
 
     out = dict(CPU_STEPS_FOR) if args.preset == "cpu" and args.steps is None else {}
+    named = set()
     for item in args.steps_for or []:
         name, sep, value = item.partition("=")
         if not sep or not name.strip() or not value.strip().isdigit() or int(value) < 1:
             raise ValueError(f"--steps-for {item!r}: expected DATASET=STEPS with STEPS a positive integer")
         out[name.strip()] = int(value)
+        named.add(name.strip())
+    if named - set(datasets):
+        raise ValueError(f"--steps-for names dataset(s) {', '.join(sorted(named - set(datasets)))} "
+                         f"not among --dataset ({', '.join(datasets) or 'none given'})")
     return out
 
 
 def budget_groups(args, budget, datasets) -> dict:
     """{budget: [datasets]} in the datasets' order: ``budget`` with each dataset's steps."""
-    steps = _steps_for(args)
-    named = {i.partition("=")[0].strip() for i in args.steps_for or []}
-    if named - set(datasets):
-        raise ValueError(f"--steps-for names dataset(s) {', '.join(sorted(named - set(datasets)))} "
-                         f"not among --dataset ({', '.join(datasets) or 'none given'})")
+    steps = _steps_for(args, datasets)
     groups: dict = {}
     for d in datasets:
         b = dataclasses.replace(budget, steps=steps[d]) if d in steps else budget
@@ -116,13 +118,12 @@ def _floats(text):
 def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None) -> list[str]:
     """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts), the
     columns and the command."""
-    from zoorank.compute.finetune import RECIPE_VERSION
+    from zoorank.compute.finetune import RECIPE_VERSION, steps_text
 
     lrs = sorted({lr for lr, _ in grid})
     wds = sorted({wd for _, wd in grid})
     b = budget
-    other = {d: n for d, n in (steps_for or {}).items() if n != b.steps}
-    steps = f"{b.steps} steps" + (f" ({', '.join(f'{d}: {n}' for d, n in other.items())})" if other else "")
+    steps = steps_text(b.steps, steps_for or {})
     return [
         f"zoorank ground truth (recipe {RECIPE_VERSION}, docs/ground_truth.md): fine-tuned test top-1 per "
         f"(dataset, model) of zoo {zoo}",

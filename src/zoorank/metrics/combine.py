@@ -301,7 +301,9 @@ def refit_top_shares(scores: pd.DataFrame, history: pd.DataFrame, comb: Combinat
     dataset drawn twice counts twice): the uncertainty of the learned weights (Efron & Tibshirani
     1993, ch. 6, resampling the independent units). Exact ties share a win; shares sum to 1.
     ``{}`` for a combination that is not a learned pairwise one."""
-    if not comb.learned or comb.l2 is None or comb.method not in ("pairwise", "pairwise_z"):
+    from zoorank.metrics.evaluation import first_place_shares
+
+    if not comb.learned or comb.l2 is None:          # only the pairwise fits carry an L2
         return {}
     columns = list(comb.weights)
     data = standardised_by_dataset(scores, history, columns, comb.transform, exclude)
@@ -309,14 +311,13 @@ def refit_top_shares(scores: pd.DataFrame, history: pd.DataFrame, comb: Combinat
     z = np.column_stack([standardise(target[c], comb.transform).fillna(0.0).to_numpy(float) if c in target
                          else np.zeros(len(target)) for c in columns])
     rng = np.random.default_rng(seed)
-    wins = np.zeros(len(target))
+    refits = []
     for _ in range(int(n_boot)):
         pick = rng.integers(0, len(parts), size=len(parts))
         dx = np.concatenate([parts[i][0] for i in pick])
         g = np.concatenate([parts[i][1] for i in pick])
-        s = z @ _newton_logistic(dx, g / g.sum(), comb.l2)
-        first = s >= s.max() - 1e-12 * max(1.0, abs(s.max()))
-        wins += first / first.sum()
+        refits.append(z @ _newton_logistic(dx, g / g.sum(), comb.l2))
+    wins = first_place_shares(np.column_stack(refits))
     return {str(m): float(w / n_boot) for m, w in zip(target.index, wins)}
 
 

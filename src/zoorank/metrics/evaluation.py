@@ -9,7 +9,8 @@
 - over datasets: the percentile bootstrap confidence interval of a method's mean (e.g. of its
   per-dataset weighted tau; Efron & Tibshirani 1993, ch. 13) and the paired bootstrap of the
   difference between two methods on the same datasets (resampling datasets, both methods
-  together, so what the datasets share cancels).
+  together, so what the datasets share cancels);
+- first places over resamples (:func:`first_place_shares`), the tie sets' count.
 """
 from __future__ import annotations
 
@@ -64,6 +65,16 @@ def top_k_regret(scores, accuracies, k: int = 1) -> float:
         raise ValueError(f"k must be in 1..{s.size}, got {k}")
     top = np.argsort(-s, kind="stable")[:k]
     return float(a.max() - a[top].max())
+
+
+def first_place_shares(scores) -> np.ndarray:
+    """Per row of ``scores`` (models x resamples, higher = better) the number of resamples it comes
+    first in; models tied for first (within 1e-12 relative) split that resample's win evenly, so the
+    counts sum to the number of resamples."""
+    s = np.asarray(scores, dtype=np.float64)
+    best = s.max(axis=0)
+    first = s >= best - 1e-12 * np.maximum(1.0, np.abs(best))
+    return (first / first.sum(axis=0)).sum(axis=1)
 
 
 def _per_dataset(values, name: str = "values") -> np.ndarray:

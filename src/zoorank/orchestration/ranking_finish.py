@@ -64,10 +64,9 @@ def combined_ties_first(ties: dict, combined: dict, notes: dict) -> tuple[dict, 
             continue
         old = ties.get(d)
         if old is not None and old.models:
-            shares = ", ".join(f"{m} {old.share[m]:.0%}" for m in old.models)
             notes.setdefault(d, []).append(
                 f"by {old.score} alone, {len(old.models)} model(s) come first in >= {old.threshold:.0%} of "
-                f"{old.n_boot} bootstrap resamples of the {old.n_images} scored images ({shares})")
+                f"{old.resampled()} ({old.tied_shares()})")
         ties[d] = TieSet.from_dict(info["tie"])
     return ties, notes
 

@@ -87,14 +87,13 @@ def _dataset_notes(dataset: str, view: pd.DataFrame, score: str, ties: dict, not
     lines = []
     tie = ties.get(dataset)
     if tie is not None and tie.models:
-        shares = ", ".join(f"{m} {tie.share[m]:.0%}" for m in tie.models)
         by = "" if tie.score == score else f" by {tie.score}"   # not the table's order: say whose
-        of = f"{tie.n_boot} {tie.resamples} of the {tie.n_images} {tie.unit}"
         if len(tie.models) == 1:
-            lines.append(f"clear winner{by}: {tie.models[0]} comes first in {tie.share[tie.models[0]]:.0%} of {of}")
+            lines.append(f"clear winner{by}: {tie.models[0]} comes first in {tie.share[tie.models[0]]:.0%} of "
+                         f"{tie.resampled()}")
         else:
             lines.append(f"tie (*){by}: {len(tie.models)} models come first in >= {tie.threshold:.0%} of "
-                         f"{of} ({shares}); the data do not separate them")
+                         f"{tie.resampled()} ({tie.tied_shares()}); the data do not separate them")
         if tie.score != score:
             lines.append(f"(the tie set resamples per-image {tie.score} scores; {score} has none to resample)")
     lines += [f"note: {n}" for n in notes.get(dataset, [])]

@@ -45,6 +45,14 @@ class TieSet:
                    float(d.get("threshold", 0.1)), int(d.get("n_images", 0)), str(d.get("score", "lead")),
                    str(d.get("unit", "scored images")), str(d.get("resamples", "bootstrap resamples")))
 
+    def resampled(self) -> str:
+        """What the shares count, e.g. "1000 bootstrap resamples of the 90 scored images"."""
+        return f"{self.n_boot} {self.resamples} of the {self.n_images} {self.unit}"
+
+    def tied_shares(self) -> str:
+        """"a 60%, b 40%": each tied model's share of first places."""
+        return ", ".join(f"{m} {self.share[m]:.0%}" for m in self.models)
+
     @classmethod
     def from_shares(cls, share: Mapping[str, float], *, n_boot: int, n_units: int, score: str,
                     threshold: float = 0.1, unit: str = "scored images",
@@ -65,6 +73,8 @@ def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, t
     ``sum w_b = N``, and model m's resampled score is ``S_m . w_b / N`` (one matrix product per
     chunk of resamples, so memory stays ``chunk x N``).
     """
+    from zoorank.metrics.evaluation import first_place_shares
+
     if not image_scores:
         raise ValueError("top_tie_set needs at least one model")
     if not (isinstance(n_boot, (int, np.integer)) and n_boot >= 1):
@@ -88,10 +98,7 @@ def top_tie_set(image_scores: Mapping[str, np.ndarray], *, n_boot: int = 1000, t
             draws = rng.integers(0, n, size=(b, n))
             counts = np.zeros((b, n))
             np.add.at(counts, (np.repeat(np.arange(b), n), draws.ravel()), 1.0)
-            means = su @ counts.T / n                      # (M_usable, b)
-            best = means.max(axis=0)
-            first = means >= best - 1e-12 * np.maximum(1.0, np.abs(best))  # exact ties share the win
-            wins[usable] += (first / first.sum(axis=0)).sum(axis=1)
+            wins[usable] += first_place_shares(su @ counts.T / n)     # means: (M_usable, b)
     share = {m: float(w / n_boot) for m, w in zip(models, wins)}
     return TieSet.from_shares(share, n_boot=int(n_boot), n_units=int(n), score=score, threshold=float(threshold))
 

@@ -110,6 +110,13 @@ def cpu_budget_for(dataset: str) -> Budget:
     return replace(base, steps=CPU_STEPS_FOR.get(dataset, base.steps))
 
 
+def steps_text(steps: int, steps_for=None) -> str:
+    """"80 steps (digits: 160)": ``steps`` and the datasets of ``steps_for`` (default
+    :data:`CPU_STEPS_FOR`) trained for another count."""
+    other = {d: n for d, n in (CPU_STEPS_FOR if steps_for is None else steps_for).items() if n != steps}
+    return f"{steps} steps" + (f" ({', '.join(f'{d}: {n}' for d, n in other.items())})" if other else "")
+
+
 @dataclass(frozen=True)
 class TrialParams:
     lr: float
