@@ -109,6 +109,21 @@ def test_all_diverged_pair_retries_smaller_lr_and_is_nan_not_zero(prefect_server
     assert lrs == pytest.approx([1e5, 1e6, 1e7])
 
 
+def test_grid_extends_upward_when_its_largest_lr_wins(prefect_server, settings):
+    """A one-point grid's lr always wins, so the first lr of ``lrs_up`` above it is trained at seed 0;
+    an lr of ``lrs_up`` below the grid never is. The other seed runs at the chosen point only."""
+    from zoorank.orchestration.flows.ground_truth import run_ground_truth
+    from zoorank.storage.tracking import Tracker
+
+    row = run_ground_truth(["cnn_usps"], "digits", grid=[(1e-4, 0.0)], seeds=[0, 1], budget=BUDGET,
+                           settings=settings, threads=1, lrs_up=[1e-5, 3e-3]).iloc[0]
+    runs = Tracker.from_settings(settings)._search("tags.`zoorank.kind` = 'gt_trial'")
+    trained = sorted((float(r.data.params["lr"]), int(r.data.params["seed"])) for r in runs)
+    best = float(row["best_lr"])
+    assert best in (1e-4, 3e-3) and row["n_trials"] == 3
+    assert trained == sorted([(1e-4, 0), (3e-3, 0), (best, 1)])
+
+
 @pytest.mark.slow
 def test_finetune_is_deterministic_with_seed():
     from zoorank.data import load_dataset

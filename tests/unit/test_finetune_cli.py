@@ -8,7 +8,7 @@ import pytest
 
 from zoorank.cli import build_parser
 from zoorank.compute.finetune import CPU_GRID, FULL_GRID, Budget
-from zoorank.cli.ground_truth import budget_from_args, budget_groups, protocol_lines
+from zoorank.cli.ground_truth import budget_from_args, budget_groups, lrs_up_from_args, protocol_lines
 
 
 def _args(*argv):
@@ -52,6 +52,21 @@ def test_cpu_preset_trains_listed_datasets_longer_and_steps_for_overrides():
     assert "80 steps (digits: 160) of batch 16" in lines[1]
 
 
+def test_lr_grid_extension_is_the_presets_unless_given():
+    from zoorank.compute.finetune import CPU_LRS_UP
+
+    assert lrs_up_from_args(_args("--preset", "cpu")) == list(CPU_LRS_UP) == [3e-2]
+    assert lrs_up_from_args(_args("--preset", "full")) == [] and lrs_up_from_args(_args()) == []
+    assert lrs_up_from_args(_args("--preset", "cpu", "--lrs-up", "none")) == []
+    assert lrs_up_from_args(_args("--preset", "full", "--lrs-up", "0.3,1")) == [0.3, 1.0]
+    for bad in ("abc", "-0.1", ","):
+        with pytest.raises(ValueError, match="--lrs-up"):
+            lrs_up_from_args(_args("--lrs-up", bad))
+    line = protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml", lrs_up=[3e-2])[1]
+    assert "lr grid [0.001, 0.003, 0.01] at seed 0, extended by [0.03] while its largest lr wins on val" in line
+    assert "extended" not in protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml")[1]
+
+
 def test_ground_truth_needs_something_to_do(capsys, tmp_path):
     from zoorank.cli import main
 
@@ -90,6 +105,22 @@ def test_table_from_records_and_header(tmp_path):
     assert "# Compute spent: 10 s" in text
     back = pd.read_csv(out, comment="#")
     assert back["test_top1"].iloc[0] == pytest.approx(0.27) and not math.isnan(back["se"].iloc[0])
+
+
+def test_a_pair_above_the_se_target_says_why():
+    from zoorank.pipeline.ground_truth_records import SE_TARGET, se_note
+
+    # test-set noise: p = 0.45 on 507 images is sqrt(0.45 * 0.55 / 507) = 2.21 points by itself
+    se_test = math.sqrt(0.45 * 0.55 / 507)
+    gt = {"se": se_test, "se_test": se_test, "se_seeds": 0.001, "n_test": 507, "n_seeds": 3}
+    assert se_test > SE_TARGET
+    assert se_note(gt, 20, 60) == ("SE 2.21 pts > 2, mostly test-set noise (n_test 507, below the cap of 1200: every "
+                                   "test image the dataset gives at this split)")
+    assert se_note(gt, 5, 60) == "SE 2.21 pts > 2, mostly test-set noise (n_test 507)"          # the cap binds
+    seeds = {"se": 0.0265, "se_test": 0.018, "se_seeds": 0.0194, "n_test": 600, "n_seeds": 2}
+    assert se_note(seeds, 10, 60) == "SE 2.65 pts > 2, mostly seed spread (2 seeds, SE over seeds 1.9 pts)"
+    assert se_note({"se": 0.0199, "se_test": 0.0199, "se_seeds": 0.0, "n_test": 620, "n_seeds": 3}, 2, 600) == ""
+    assert se_note({"se": float("nan")}, 2, 60) == ""
 
 
 def test_table_leaves_out_a_blow_up_the_current_rule_does_not_see():

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoorank.compute.finetune import (Budget, TrialParams, binomial_se, choose_point, eval_points, fit_probe, head_array,
+from zoorank.compute.finetune import (Budget, TrialParams, binomial_se, choose_point, lr_to_extend, eval_points, fit_probe, head_array,
                               head_from_array, lr_factor, pair_ground_truth, reestimate_bn, select_best,
                               val_change_last20)
 from zoorank.compute.finetune.trial import blew_up
@@ -182,6 +182,24 @@ def test_lr_chosen_at_first_seed_ties_to_smaller_lr_and_se_by_hand():
     assert gt["se_seeds"] == pytest.approx(se_seeds) and gt["se_test"] == pytest.approx(se_test)
     assert gt["se"] == pytest.approx(math.sqrt(se_seeds ** 2 + se_test ** 2))
     assert binomial_se(1.0, 100) == pytest.approx(math.sqrt(1 / 100 / 100))   # floored, never 0
+
+
+def test_grid_extends_upward_only_while_its_largest_lr_wins():
+    up = (3e-2, 1e-1)
+    top_wins = [_t(0, 1e-3, 0.6, 0.6), _t(0, 1e-2, 0.8, 0.8)]
+    assert lr_to_extend(top_wins, up) == (3e-2, 0.0)
+    assert lr_to_extend(top_wins + [_t(0, 3e-2, 0.7, 0.7)], up) is None          # the extension lost
+    assert lr_to_extend(top_wins + [_t(0, 3e-2, 0.9, 0.9)], up) == (1e-1, 0.0)   # won: the next one
+    assert lr_to_extend(top_wins + [_t(0, 3e-2, 0.9, 0.9), _t(0, 1e-1, 0.95, 0.9)], up) is None  # none left
+    assert lr_to_extend(top_wins + [_t(0, 3e-2, 0, 0, diverged=True)], up) is None     # diverged: 1e-2 stays
+    assert lr_to_extend([_t(0, 1e-3, 0.8, 0.8), _t(0, 1e-2, 0.7, 0.7)], up) is None     # a smaller lr won
+    assert lr_to_extend([_t(0, 1e-3, 0.8, 0.8), _t(0, 1e-2, 0.8, 0.7)], up) is None     # tie: smaller lr
+    assert lr_to_extend(top_wins, (1e-2, 5e-3)) is None                # nothing above the grid
+    assert lr_to_extend(top_wins, ()) is None
+    assert lr_to_extend([_t(0, 1e-3, 0, 0, diverged=True)], up) is None
+    # only the first seed's grid counts: seed 1 at a larger lr is not part of it
+    assert lr_to_extend(top_wins + [_t(1, 3e-2, 0.99, 0.99)], up) == (3e-2, 0.0)
+    assert lr_to_extend([_t(0, 1e-2, 0.8, 0.8, wd=1e-4), _t(0, 1e-2, 0.7, 0.7)], up) == (3e-2, 1e-4)
 
 
 def test_convergence_flag_compares_last_20_percent_with_val_se():

@@ -35,6 +35,8 @@ def add_ground_truth_parser(sub, location_flags) -> None:
                    help="cpu: the CPU protocol ft-v2 (LP-FT, lr {1e-3,3e-3,1e-2}, seeds 0,1,2; "
                         "docs/ground_truth.md); full: the literature's (GPU)")
     g.add_argument("--lrs", help="learning rates (default: the preset's; no preset: 0.1,0.01,0.001,0.0001)")
+    g.add_argument("--lrs-up", help="lrs tried at the first seed, in order, while the largest lr tried wins on "
+                                    "val (default: the preset's: cpu 0.03, full none; 'none': no extension)")
     g.add_argument("--wds", help="weight decays (default: the preset's; no preset: 0,1e-6,1e-5,1e-4,1e-3)")
     g.add_argument("--seeds", help="comma-separated seeds (default: the preset's; no preset: 0)")
     g.add_argument("--steps", type=int, help="steps for every dataset (default: the preset's)")
@@ -82,6 +84,24 @@ def budget_from_args(args):
     return budget, [(lr, wd) for lr in lrs for wd in wds], seeds
 
 
+def lrs_up_from_args(args) -> list[float]:
+    """The upward extension of the lr grid: ``--lrs-up`` ('none': none), else the cpu preset's
+    (``finetune.CPU_LRS_UP``), else none."""
+    from zoorank.compute.finetune import CPU_LRS_UP
+
+    if args.lrs_up is not None:
+        if args.lrs_up.strip().lower() == "none":
+            return []
+        try:
+            lrs = _floats(args.lrs_up) or []
+        except ValueError:
+            lrs = []
+        if not lrs or not all(lr > 0 for lr in lrs):
+            raise ValueError(f"--lrs-up {args.lrs_up!r}: expected positive learning rates (e.g. 0.03,0.1) or 'none'")
+        return lrs
+    return list(CPU_LRS_UP) if args.preset == "cpu" else []
+
+
 def _steps_for(args, datasets) -> dict[str, int]:
     """Per-dataset steps: the cpu preset's (when ``--steps`` is not given), then ``--steps-for``
     (each must name one of ``datasets``)."""
@@ -115,9 +135,9 @@ def _floats(text):
     return [float(t) for t in text.split(",") if t.strip()] if text else None
 
 
-def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None) -> list[str]:
-    """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts), the
-    columns and the command."""
+def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None, lrs_up=()) -> list[str]:
+    """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts;
+    ``lrs_up``: the grid's upward extension), the columns and the command."""
     from zoorank.compute.finetune import RECIPE_VERSION, steps_text
 
     lrs = sorted({lr for lr, _ in grid})
@@ -131,8 +151,9 @@ def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None)
         f"{b.train_per_class}/{b.val_per_class}/{b.test_per_class} images per class (train/val/test); "
         f"BatchNorm {b.bn}; head {b.head_init} (linear probe C in {list(b.probe_cs)} on val); "
         f"SGD Nesterov 0.9, {steps} of batch {b.batch_size}, warm-up {b.warmup_frac:g} + cosine, "
-        f"clip {b.clip_norm}, wd {wds} ({b.wd_mode}); lr grid {lrs} at seed {seeds[0]}, "
-        f"chosen on val, then seeds {seeds[1:]} at the chosen lr; diverged trials excluded (never 0), "
+        f"clip {b.clip_norm}, wd {wds} ({b.wd_mode}); lr grid {lrs} at seed {seeds[0]}"
+        f"{f', extended by {list(lrs_up)} while its largest lr wins on val' if lrs_up else ''}, chosen on val, "
+        f"then seeds {seeds[1:]} at the chosen lr; diverged trials excluded (never 0), "
         f"all-diverged -> lr/10 retries",
         "Columns: test_top1 = mean over seeds; se = sqrt(se_seeds^2 + se_test^2), se_seeds = std/sqrt(seeds), "
         "se_test = sqrt(p(1-p)/n_test); lp_* = linear probe alone; converged = |val(end) - val(80%)| < val_se",
@@ -155,6 +176,7 @@ def cmd_ground_truth(args, settings) -> int:
         torch.set_num_threads(args.threads)
         threadpool_limits(limits=args.threads)
     budget, grid, seeds = budget_from_args(args)
+    lrs_up = lrs_up_from_args(args)
     store = ArrayStore(settings.store)
     if args.import_path:
         counts = import_records(store, args.import_path)
@@ -167,7 +189,7 @@ def cmd_ground_truth(args, settings) -> int:
         for group_budget, datasets in groups.items():
             df = run_ground_truth(args.zoo, datasets, grid=grid, seeds=seeds, budget=group_budget, settings=settings,
                                   device=args.device, data_root=args.data_root, track=not args.no_track,
-                                  workers=args.workers, threads=args.threads)
+                                  workers=args.workers, threads=args.threads, lrs_up=lrs_up)
             print(df.to_string(index=False))
     if args.export_path:
         n = export_records(store, args.export_path)
@@ -185,6 +207,6 @@ def cmd_ground_truth(args, settings) -> int:
         table = pd.concat([ground_truth_table(records, budget=b.as_dict(), identities=identities, datasets=ds)
                            for b, ds in groups.items()]).sort_values(["dataset", "model"], kind="stable")
         steps_for = {d: b.steps for b, ds in groups.items() for d in ds}
-        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo, steps_for))
+        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo, steps_for, lrs_up))
         print(f"table: {args.csv} ({len(table)} pairs)", file=sys.stderr)
     return 0

@@ -3,7 +3,9 @@ error over seeds, the convergence check, the linear-probe accuracy beside it.
 
 Protocol (``docs/ground_truth.md``): the grid is run at the first seed; the grid point with the
 best validation top-1 among the trials that did not diverge is chosen (ties: the smaller lr,
-then the smaller wd); the other seeds run at that point only. The pair's accuracy is the mean test top-1 over
+then the smaller wd); while the chosen lr is the largest tried, the grid extends upward by the next
+of its ``lrs_up`` (:func:`lr_to_extend`; cpu preset: 3e-2 once); the other seeds run at the final
+point only. The pair's accuracy is the mean test top-1 over
 the non-diverged seeds at the chosen point. Its standard error combines, in quadrature, the
 spread over seeds (std / sqrt(seeds), training noise) and the binomial error of a test set of
 ``n_test`` images (sqrt(p (1 - p) / n_test), test-sampling noise; the test set is the same for
@@ -49,6 +51,22 @@ def choose_point(trials: Sequence[dict]) -> tuple[float, float] | None:
         return None
     best = select_best(mine)
     return float(best["lr"]), float(best["wd"])
+
+
+def lr_to_extend(trials: Sequence[dict], lrs_up: Sequence[float]) -> tuple[float, float] | None:
+    """(lr, wd) of the next upward grid point, or ``None``: the first lr of ``lrs_up`` above every lr
+    tried at the first seed, when the chosen point (:func:`choose_point`) has the largest lr tried
+    (the optimum may lie beyond the grid's edge). ``None`` when every trial diverged, when a smaller lr
+    won, or when ``lrs_up`` has nothing larger."""
+    point = choose_point(trials)
+    if point is None:
+        return None
+    first = min(int(t["seed"]) for t in trials)
+    top = max(float(t["lr"]) for t in trials if int(t["seed"]) == first)
+    if point[0] < top:
+        return None
+    above = sorted(float(lr) for lr in lrs_up if float(lr) > top)
+    return (above[0], point[1]) if above else None
 
 
 def val_change_last20(trial: dict) -> float:

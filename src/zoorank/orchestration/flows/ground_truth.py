@@ -10,7 +10,8 @@
 Per pair (``docs/ground_truth.md``): one linear-probe task (:func:`probe_pair`: the LP head and the
 LP accuracy), then the grid at the first seed, then the other seeds at the grid point chosen on
 validation (:func:`zoorank.compute.finetune.choose_point`); when every grid point diverged, the grid's
-smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times). One Prefect task per trial
+smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times); while the largest lr tried wins, the
+next of the request's ``lrs_up`` is tried (:func:`zoorank.compute.finetune.lr_to_extend`). One Prefect task per trial
 (:func:`finetune_trial`). A trial's result is a store record under ``content_key("gt_trial",
 model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>, budget=<Budget>,
 recipe=RECIPE_VERSION)`` (the probe's likewise under ``gt_probe``): a rerun, a resumed killed run,
@@ -273,7 +274,8 @@ class GroundTruthRequest:
     """What to fine-tune: ``models`` (spec ids or ModelSpecs) x ``datasets``; ``grid`` ((lr, wd)
     pairs; ``None``: ``finetune.FULL_GRID``) at the first of ``seeds``, the other seeds at the chosen
     point; the ``budget`` (``None``: ``finetune.Budget()``); the split's seed; intra-op ``threads``
-    per worker (``None``: torch's default)."""
+    per worker (``None``: torch's default); ``lrs_up``: lrs tried at the first seed, in order, while
+    the largest lr tried wins on validation (``finetune.lr_to_extend``)."""
 
     models: list[Any]
     datasets: list[str]
@@ -282,6 +284,7 @@ class GroundTruthRequest:
     budget: finetune.Budget | None = None
     split_seed: int = 0
     threads: int | None = None
+    lrs_up: list[float] = field(default_factory=list)
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -348,8 +351,8 @@ def _submit_grids(plan: _Plan) -> list[dict]:
 
 
 def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
-    """lr / 10 retries while every grid point diverged, then phase 2: the other seeds at the point
-    chosen on validation."""
+    """lr / 10 retries while every grid point diverged, the upward extension while the largest lr
+    wins, then phase 2: the other seeds at the point chosen on validation."""
     results, errors = _results(p["grid"])
     tried = [float(r["lr"]) for r in results]
     for _ in range(MAX_LR_RETRIES):
@@ -359,6 +362,10 @@ def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
         tried.append(lr)
         more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, plan.grid[0][1],
                                           plan.seeds[0])])
+        results += more
+        errors += err
+    while not errors and (up := finetune.lr_to_extend(results, plan.request.lrs_up)) is not None:
+        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], *up, plan.seeds[0])])
         results += more
         errors += err
     p["results"], p["errors"] = results, errors
@@ -433,7 +440,7 @@ def ground_truth_flow(request: GroundTruthRequest, options: RunOptions | None = 
 def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0,), budget=None,
                      settings: Settings | None = None, device: str = "cpu", data_root: str | None = None,
                      split_seed: int = 0, track: bool = True, workers: int = 1, runner: str = "thread",
-                     threads: int | None = None, return_run_id: bool = False):
+                     threads: int | None = None, lrs_up=(), return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
     from zoorank.orchestration.runners import flow_settings, make_task_runner
     from zoorank.pipeline.preflight import _check_locations, resolve_specs
@@ -446,7 +453,7 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
     with flow_settings():
         fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
         request = GroundTruthRequest(specs, datasets, list(grid) if grid else None, list(seeds), budget, split_seed,
-                                     threads)
+                                     threads, [float(lr) for lr in lrs_up])
         res = fl(request, RunOptions(device=device, data_root=data_root, track=track), settings)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
