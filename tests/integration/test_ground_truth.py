@@ -122,6 +122,8 @@ def test_grid_extends_upward_when_its_largest_lr_wins(prefect_server, settings):
     best = float(row["best_lr"])
     assert best in (1e-4, 3e-3) and row["n_trials"] == 3
     assert trained == sorted([(1e-4, 0), (3e-3, 0), (best, 1)])
+    parent, = Tracker.from_settings(settings)._search("tags.`zoorank.kind` = 'ground_truth'")
+    assert json.loads(parent.data.params["lrs_up"]) == [1e-5, 3e-3]
 
 
 @pytest.mark.slow

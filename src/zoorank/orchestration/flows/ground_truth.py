@@ -326,10 +326,13 @@ def _open_parent(plan: _Plan) -> None:
     if plan.tracker is None:
         return
     ids, datasets, device = [spec_id(s) for s in plan.request.models], list(plan.request.datasets), plan.options.device
+    up = {"lrs_up": list(plan.request.lrs_up)} if plan.request.lrs_up else {}   # absent: the keys of before
     lk = logical_key(kind=KIND_GT, models=ids, datasets=datasets, grid=[list(g) for g in plan.grid],
-                     seeds=plan.seeds, budget=plan.budget.as_dict(), recipe=finetune.RECIPE_VERSION, device=device)
+                     seeds=plan.seeds, budget=plan.budget.as_dict(), recipe=finetune.RECIPE_VERSION, device=device,
+                     **up)
     plan.parent = plan.tracker.parent(lk, {"models": ",".join(ids), "datasets": ",".join(datasets),
                                            "grid": json.dumps(plan.grid), "seeds": json.dumps(plan.seeds),
+                                           "lrs_up": json.dumps(list(plan.request.lrs_up)),
                                            "budget": plan.budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
                                            "device": device, "split_seed": plan.request.split_seed})
 
