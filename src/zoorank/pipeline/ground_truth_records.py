@@ -151,14 +151,15 @@ def ground_truth_table(records, *, budget: dict | None = None, identities=None, 
         meta, trials, probe = entry["meta"], entry["trials"], entry["probe"]
         gt = pair_ground_truth(trials, probe)
         k = int(meta.get("n_classes") or 0)
-        note = ""
+        notes = []
         if gt["n_seeds"] == 0:
-            note = "every trial diverged" if trials else "no trial yet"
+            notes.append("every trial diverged" if trials else "no trial yet")
         elif k and gt["test_top1"] <= 1.0 / k + gt["se"]:
-            note = "within 1 SE of chance"
+            notes.append("within 1 SE of chance")
         if gt["n_diverged"]:
-            note = "; ".join(filter(None, [note, f"diverged: {', '.join(d['reason'] for d in gt['diverged'])}"]))
-        note = "; ".join(filter(None, [note, se_note(gt, k, (meta.get("budget") or {}).get("test_per_class"))]))
+            notes.append(f"diverged: {', '.join(d['reason'] for d in gt['diverged'])}")
+        notes.append(se_note(gt, k, (meta.get("budget") or {}).get("test_per_class")))
+        note = "; ".join(filter(None, notes))
         rows.append({"dataset": meta.get("dataset"), "model": meta.get("model"), **{c: gt.get(c) for c in TABLE_COLUMNS
                                                                                    if c in gt},
                      "chance": 1.0 / k if k else math.nan,

@@ -40,13 +40,18 @@ def select_best(trials: Sequence[dict], *, metric: str = "val_top1") -> dict:
     return trials[best]
 
 
+def _first_seed_trials(trials: Sequence[dict]) -> list[dict]:
+    """The trials of the smallest seed present (the grid's seed); empty without trials."""
+    if not trials:
+        return []
+    first = min(int(t["seed"]) for t in trials)
+    return [t for t in trials if int(t["seed"]) == first]
+
+
 def choose_point(trials: Sequence[dict]) -> tuple[float, float] | None:
     """(lr, wd) of the best non-diverged trial at the first seed (ties: the smaller lr, then the
     smaller wd, whatever order the trials come in); ``None`` when every one diverged."""
-    if not trials:
-        return None
-    first = min(int(t["seed"]) for t in trials)
-    mine = sorted((t for t in trials if int(t["seed"]) == first), key=lambda t: (float(t["lr"]), float(t["wd"])))
+    mine = sorted(_first_seed_trials(trials), key=lambda t: (float(t["lr"]), float(t["wd"])))
     if not any(_ok(t) for t in mine):
         return None
     best = select_best(mine)
@@ -61,8 +66,7 @@ def lr_to_extend(trials: Sequence[dict], lrs_up: Sequence[float]) -> tuple[float
     point = choose_point(trials)
     if point is None:
         return None
-    first = min(int(t["seed"]) for t in trials)
-    top = max(float(t["lr"]) for t in trials if int(t["seed"]) == first)
+    top = max(float(t["lr"]) for t in _first_seed_trials(trials))
     if point[0] < top:
         return None
     above = sorted(float(lr) for lr in lrs_up if float(lr) > top)

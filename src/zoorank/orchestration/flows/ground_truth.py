@@ -353,6 +353,13 @@ def _submit_grids(plan: _Plan) -> list[dict]:
     return pairs
 
 
+def _try_one(plan: _Plan, p: dict, lr: float, wd: float, results: list, errors: list) -> None:
+    """One more first-seed trial of pair ``p`` at (lr, wd), waited for; its record or error appended."""
+    more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, wd, plan.seeds[0])])
+    results += more
+    errors += err
+
+
 def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
     """lr / 10 retries while every grid point diverged, the upward extension while the largest lr
     wins, then phase 2: the other seeds at the point chosen on validation."""
@@ -361,16 +368,10 @@ def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
     for _ in range(MAX_LR_RETRIES):
         if finetune.choose_point(results) is not None or not results or errors:
             break
-        lr = min(tried) / 10
-        tried.append(lr)
-        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, plan.grid[0][1],
-                                          plan.seeds[0])])
-        results += more
-        errors += err
+        tried.append(min(tried) / 10)
+        _try_one(plan, p, tried[-1], plan.grid[0][1], results, errors)
     while not errors and (up := finetune.lr_to_extend(results, plan.request.lrs_up)) is not None:
-        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], *up, plan.seeds[0])])
-        results += more
-        errors += err
+        _try_one(plan, p, *up, results, errors)
     p["results"], p["errors"] = results, errors
     point = finetune.choose_point(results)
     if point is not None:
