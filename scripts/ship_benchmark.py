@@ -56,7 +56,7 @@ def pair_truth(records, datasets, models):
 
     from zoorank.compute.finetune import pair_ground_truth
 
-    from zoorank.pipeline.ground_truth_records import current_records, shipped_protocol_records
+    from zoorank.pipeline.ground_truth_records import current_records, record_seconds, shipped_protocol_records
 
     groups: dict = {}
     for key, v in current_records(shipped_protocol_records(records)):
@@ -77,9 +77,9 @@ def pair_truth(records, datasets, models):
         rows.append({"dataset": d, "model": m, "accuracy": gt["test_top1"], "n_test": gt["n_test"],
                      "n_seeds": gt["n_seeds"], "seeds_run": gt["seeds_run"], "seed_accuracies": list(gt["per_seed"].values()),
                      "lp_accuracy": gt["lp_test_top1"], "n_trials": gt["n_trials"],
-                     "trial_seconds": sum(float(t.get("seconds", 0.0)) for t in g["trials"]),
+                     "trial_seconds": sum(record_seconds(t) for t in g["trials"]),
                      "samples": sum(int(t.get("steps_done", 0)) * int(t["budget"]["batch_size"]) for t in g["trials"]),
-                     "probe_seconds": float(g["probe"].get("seconds", 0.0)) if g["probe"] else 0.0})
+                     "probe_seconds": record_seconds(g["probe"])})
     return pd.DataFrame(rows, columns=["dataset", "model", "accuracy", "n_test", "n_seeds", "seeds_run", "seed_accuracies",
                                        "lp_accuracy", "n_trials", "trial_seconds", "samples", "probe_seconds"])
 
@@ -272,7 +272,7 @@ def main(argv=None) -> int:
 
 
 def header(enter, why, left_out, args, truth) -> str:
-    from zoorank.compute.finetune import Budget, steps_text
+    from zoorank.compute.finetune import CPU_TEST_PER_CLASS_FOR, Budget, per_dataset_text, steps_text
 
     absent = [d for d in DATASETS if d not in enter and d not in why]
     lines = []
@@ -288,7 +288,8 @@ def header(enter, why, left_out, args, truth) -> str:
              for r in truth[truth["accuracy"].notna() & (truth["n_seeds"] < truth["seeds_run"])].itertuples()]
     lines += [
         f"Zoo `{ZOO}` (12 backbones at the fine-tuning resolution) x {', '.join(enter)}.",
-        f"**Ground truth**: recipe ft-v2 (`cpu_budget_for(dataset)`: {steps_text(Budget.cpu().steps)}; docs/ground_truth.md) from the trial records "
+        f"**Ground truth**: recipe ft-v2 (`cpu_budget_for(dataset)`: {steps_text(Budget.cpu().steps)}, test cap "
+        f"{Budget.cpu().test_per_class}{per_dataset_text(Budget.cpu().test_per_class, CPU_TEST_PER_CLASS_FOR)} per class; docs/ground_truth.md) from the trial records "
         f"`{args.records}`: per pair the mean test top-1 over its seeds at the chosen lr "
         f"(seeds per pair here: {', '.join(map(str, seeds))}; a dataset enters when every pair has run >= "
         f"{args.min_seeds} seeds there, a seed that diverged being excluded from the mean, never scored 0"

@@ -126,6 +126,52 @@ def test_grid_extends_upward_when_its_largest_lr_wins(prefect_server, settings):
     assert json.loads(parent.data.params["lrs_up"]) == [1e-5, 3e-3]
 
 
+def test_seeds_replace_diverged_ones_and_a_mostly_diverged_lr_is_dropped(prefect_server, settings):
+    """Stored trials planted as diverged (a sustained blow-up the rule keeps) at the chosen lr: one
+    lost seed is replaced by seed 3 (``max_seeds`` 4); when most seeds there are lost, the pair
+    moves to the other lr and trains the planned seeds 1, 2 there. Nothing else is trained."""
+    from zoorank.orchestration.flows.ground_truth import run_ground_truth
+    from zoorank.storage.arrays import ArrayStore
+    from zoorank.storage.tracking import Tracker
+
+    kw = dict(grid=GRID, seeds=[0, 1, 2], budget=BUDGET, settings=settings, threads=1, max_seeds=4)
+    first = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]
+    chosen, other = float(first["best_lr"]), next(lr for lr, _ in GRID if lr != float(first["best_lr"]))
+    assert first["n_seeds"] == 3 and first["n_trials"] == 4
+    store = ArrayStore(settings.store)
+    at = {(float(v["lr"]), int(v["seed"])): k for k in store.list_records("gt_trial")
+          for v in [store.get_record(k)]}
+
+    def lose(seed):
+        key = at[(chosen, seed)]
+        store.put_record(key, store.get_record(key) | {
+            "diverged": True, "val_top1": float("nan"), "test_top1": float("nan"),
+            "diverged_reason": "loss blow-up at step 4 (...)", "train_loss": [[1, 0.3], [2, 6.0], [3, 6.0], [4, 6.0]]})
+
+    def trained():
+        runs = Tracker.from_settings(settings)._search("tags.`zoorank.kind` = 'gt_trial'")
+        return sorted((float(r.data.params["lr"]), int(r.data.params["seed"])) for r in runs)
+
+    before = trained()
+    lose(2)
+    row = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]
+    assert float(row["best_lr"]) == chosen and row["n_seeds"] == 3 and row["n_diverged"] == 1
+    assert trained() == sorted(before + [(chosen, 3)])
+    at[(chosen, 3)] = next(k for k in store.list_records("gt_trial") if k not in at.values())
+    lose(3)           # 2 of 4 lost: not a majority, and the ceiling of 4 seeds is reached
+    row = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]
+    assert float(row["best_lr"]) == chosen and row["n_seeds"] == 2 and row["n_trials"] == 5
+    assert trained() == sorted(before + [(chosen, 3)])
+    lose(1)           # 3 of 4 lost: the lr is dropped
+    row = run_ground_truth(["cnn_usps"], "digits", **kw).iloc[0]
+    assert float(row["best_lr"]) == other and row["n_seeds"] == 3 and row["n_diverged"] == 2
+    assert trained() == sorted(before + [(chosen, 3), (other, 1), (other, 2)])
+    # the table from every record agrees: seed 3 (diverged) counts there too
+    from zoorank.pipeline.ground_truth_records import ground_truth_table, store_records
+    table = ground_truth_table(store_records(store), budget=BUDGET.as_dict()).iloc[0]
+    assert float(table["best_lr"]) == other and table["n_seeds"] == 3 and table["n_diverged"] == 3
+
+
 @pytest.mark.slow
 def test_finetune_is_deterministic_with_seed():
     from zoorank.data import load_dataset

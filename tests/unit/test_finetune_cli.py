@@ -1,6 +1,7 @@
 """``zoorank ground-truth`` arguments -> budget, grid, seeds; the table writer's rows and header."""
 from __future__ import annotations
 
+import dataclasses
 import math
 
 import pandas as pd
@@ -8,7 +9,7 @@ import pytest
 
 from zoorank.cli import build_parser
 from zoorank.compute.finetune import CPU_GRID, FULL_GRID, Budget
-from zoorank.cli.ground_truth import budget_from_args, budget_groups, lrs_up_from_args, protocol_lines
+from zoorank.cli.ground_truth import budget_from_args, budget_groups, lrs_up_from_args, max_seeds_from_args, protocol_lines
 
 
 def _args(*argv):
@@ -36,9 +37,10 @@ def test_cpu_preset_trains_listed_datasets_longer_and_steps_for_overrides():
     args = _args("--preset", "cpu", "--dataset", "digits", "--dataset", "emoji", "--dataset", "mnist5k")
     budget, _, _ = budget_from_args(args)
     groups = budget_groups(args, budget, args.dataset)
-    assert groups == {Budget.cpu(): ["emoji", "mnist5k"], cpu_budget_for("digits"): ["digits"]}
+    assert groups == {cpu_budget_for("digits"): ["digits"], cpu_budget_for("emoji"): ["emoji"],
+                      Budget.cpu(): ["mnist5k"]}
     assert cpu_budget_for("digits").steps == CPU_STEPS_FOR["digits"] > Budget.cpu().steps
-    assert cpu_budget_for("emoji") == Budget.cpu()
+    assert cpu_budget_for("mnist5k") == Budget.cpu()
     # an explicit --steps is every dataset's; --steps-for sets one
     args = _args("--preset", "cpu", "--steps", "9", "--steps-for", "emoji=3", "--dataset", "digits", "--dataset", "emoji")
     budget, _, _ = budget_from_args(args)
@@ -50,6 +52,40 @@ def test_cpu_preset_trains_listed_datasets_longer_and_steps_for_overrides():
             budget_groups(args, budget_from_args(args)[0], args.dataset)
     lines = protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml", {"digits": 160, "emoji": 80})
     assert "80 steps (digits: 160) of batch 16" in lines[1]
+
+
+def test_cpu_preset_caps_listed_test_splits_higher_unless_test_per_class_is_given():
+    from zoorank.compute.finetune import CPU_TEST_PER_CLASS_FOR, cpu_budget_for
+
+    emoji = cpu_budget_for("emoji")
+    assert emoji.test_per_class == CPU_TEST_PER_CLASS_FOR["emoji"] > Budget.cpu().test_per_class
+    # only the test cap moves: train and validation (what a trial learns and selects on) are the preset's
+    assert dataclasses.replace(emoji, test_per_class=Budget.cpu().test_per_class) == Budget.cpu()
+    args = _args("--preset", "cpu", "--dataset", "emoji", "--dataset", "fashion_mnist")
+    groups = budget_groups(args, budget_from_args(args)[0], args.dataset)
+    assert {b.test_per_class: ds for b, ds in groups.items()} == {100: ["emoji"], 60: ["fashion_mnist"]}
+    args = _args("--preset", "cpu", "--test-per-class", "30", "--dataset", "emoji", "--dataset", "fashion_mnist")
+    groups = budget_groups(args, budget_from_args(args)[0], args.dataset)
+    assert {b.test_per_class: ds for b, ds in groups.items()} == {30: ["emoji", "fashion_mnist"]}
+    lines = protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml", None, (),
+                           {"emoji": 100, "fashion_mnist": 60})
+    assert "capped at 40/20/60 (emoji: 100) images per class (train/val/test)" in lines[1]
+
+
+def test_the_seed_ceiling_is_the_presets_unless_given():
+    from zoorank.compute.finetune import CPU_MAX_SEEDS
+
+    assert max_seeds_from_args(_args("--preset", "cpu"), [0, 1, 2]) == CPU_MAX_SEEDS == 5
+    assert max_seeds_from_args(_args("--preset", "cpu"), list(range(6))) is None    # already more seeds
+    assert max_seeds_from_args(_args("--preset", "full"), [0, 1, 2]) is None
+    assert max_seeds_from_args(_args("--preset", "cpu", "--max-seeds", "none"), [0, 1, 2]) is None
+    assert max_seeds_from_args(_args("--max-seeds", "4"), [0, 1, 2]) == 4
+    for bad in ("2", "x", "-1"):
+        with pytest.raises(ValueError, match="--max-seeds"):
+            max_seeds_from_args(_args("--max-seeds", bad), [0, 1, 2])
+    lines = protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml", max_seeds=5)
+    assert "more (up to 5) while fewer than 3 survive or seed spread keeps SE > 2 pts" in lines[1]
+    assert "up to" not in protocol_lines(Budget.cpu(), list(CPU_GRID), [0, 1, 2], "z.yaml")[1]
 
 
 def test_lr_grid_extension_is_the_presets_unless_given():
@@ -149,3 +185,12 @@ def test_rank_agreement_is_kendall_per_dataset_on_common_models():
     # d on a, b, c: pairs (a,b) concordant, (a,c) concordant, (b,c) discordant -> (2 - 1) / 3
     assert out.loc["d", "n_models"] == 3 and out.loc["d", "kendall"] == pytest.approx(1 / 3)
     assert out.loc["e", "kendall"] == pytest.approx(-1.0)
+
+
+def test_compute_is_thread_cpu_time_where_recorded_else_wall_time():
+    from zoorank.pipeline.ground_truth_records import record_seconds
+
+    assert record_seconds({"seconds": 9.0, "cpu_seconds": 4.0}) == 4.0     # a loaded machine's wall time
+    assert record_seconds({"seconds": 9.0}) == 9.0                         # records before cpu_seconds
+    assert record_seconds({"seconds": 9.0, "cpu_seconds": 0.0}) == 9.0     # (a default, not a measurement)
+    assert record_seconds(None) == 0.0

@@ -10,7 +10,7 @@ import pytest
 import torch
 from torch import nn
 
-from zoorank.compute.finetune import (Budget, TrialParams, binomial_se, choose_point, lr_to_extend, eval_points, fit_probe, head_array,
+from zoorank.compute.finetune import (Budget, TrialParams, binomial_se, choose_point, lr_to_extend, next_seeds, unstable_points, eval_points, fit_probe, head_array,
                               head_from_array, lr_factor, pair_ground_truth, reestimate_bn, select_best,
                               val_change_last20)
 from zoorank.compute.finetune.trial import blew_up
@@ -200,6 +200,54 @@ def test_grid_extends_upward_only_while_its_largest_lr_wins():
     # only the first seed's grid counts: seed 1 at a larger lr is not part of it
     assert lr_to_extend(top_wins + [_t(1, 3e-2, 0.99, 0.99)], up) == (3e-2, 0.0)
     assert lr_to_extend([_t(0, 1e-2, 0.8, 0.8, wd=1e-4), _t(0, 1e-2, 0.7, 0.7)], up) == (3e-2, 1e-4)
+
+
+def test_an_lr_where_most_seeds_diverge_is_dropped_and_the_planned_seeds_run_at_the_next():
+    grid = [_t(0, 1e-3, 0.7, 0.7), _t(0, 1e-2, 0.8, 0.8), _t(0, 3e-2, 0.9, 0.9)]
+    assert choose_point(grid) == (3e-2, 0.0) and next_seeds(grid, [0, 1, 2]) == [1, 2]
+    one_lost = grid + [_t(1, 3e-2, 0.9, 0.9), _t(2, 3e-2, 0, 0, diverged=True)]
+    assert unstable_points(one_lost) == set() and choose_point(one_lost) == (3e-2, 0.0)   # 1 of 3: kept
+    two_lost = grid + [_t(1, 3e-2, 0, 0, diverged=True), _t(2, 3e-2, 0, 0, diverged=True)]
+    assert unstable_points(two_lost) == {(3e-2, 0.0)}
+    assert choose_point(two_lost) == (1e-2, 0.0)                  # the next best on val at seed 0
+    assert lr_to_extend(two_lost, (3e-2,)) is None                # ... and 3e-2 is not tried again
+    assert next_seeds(two_lost, [0, 1, 2]) == [1, 2]              # planned seeds at the new point
+    moved = two_lost + [_t(1, 1e-2, 0.8, 0.81), _t(2, 1e-2, 0.8, 0.79)]
+    gt = pair_ground_truth(moved)
+    assert gt["best_lr"] == 1e-2 and gt["seeds"] == [0, 1, 2] and gt["test_top1"] == pytest.approx(0.8)
+    assert next_seeds(moved, [0, 1, 2]) == []
+    # a tie (1 of 2 diverged) is not a majority; a repeated seed counts once (its first record)
+    assert unstable_points([_t(0, 1e-2, 0.8, 0.8), _t(1, 1e-2, 0, 0, diverged=True)]) == set()
+    assert unstable_points([_t(0, 1e-2, 0.8, 0.8), _t(1, 1e-2, 0, 0, diverged=True),
+                            _t(1, 1e-2, 0, 0, diverged=True)]) == set()
+
+
+def test_more_seeds_only_while_they_can_bring_the_se_under_target():
+    base = [_t(0, 1e-3, 0.6, 0.6), _t(0, 1e-2, 0.8, 0.8)]
+    planned = [0, 1, 2]
+    # seed spread over target, test term under it: 0.8 +- 0.05 over 3 seeds, n_test 4000 (se_test 0.6 pt)
+    spread = base + [_t(1, 1e-2, 0.8, 0.75, n_test=4000), _t(2, 1e-2, 0.8, 0.85, n_test=4000)]
+    spread[1] = _t(0, 1e-2, 0.8, 0.8, n_test=4000)
+    gt = pair_ground_truth(spread)
+    assert gt["se_seeds"] == pytest.approx(0.05 / math.sqrt(3)) and gt["se"] > 0.02 > gt["se_test"]
+    assert next_seeds(spread, planned, max_seeds=5) == [3]
+    assert next_seeds(spread, planned) == [] and next_seeds(spread, planned, max_seeds=3) == []
+    four = spread + [_t(3, 1e-2, 0.8, 0.8, n_test=4000)]
+    assert next_seeds(four, planned, max_seeds=5) == [4] and next_seeds(four, planned, max_seeds=4) == []
+    # the test term alone is over target (n_test 400 at p = 0.8: 2.0 pts): more seeds cannot help
+    test_bound = base + [_t(1, 1e-2, 0.8, 0.75), _t(2, 1e-2, 0.8, 0.85)]
+    assert pair_ground_truth(test_bound)["se_test"] == pytest.approx(0.02) and \
+        next_seeds(test_bound, planned, max_seeds=5, se_target=0.0199) == []
+    # under target: nothing more
+    tight = base + [_t(1, 1e-2, 0.8, 0.8, n_test=4000), _t(2, 1e-2, 0.8, 0.8, n_test=4000)]
+    tight[1] = _t(0, 1e-2, 0.8, 0.8, n_test=4000)
+    assert next_seeds(tight, planned, max_seeds=5) == []
+    # a diverged seed (1 of 3, the point kept) is replaced by the next seed, up to max_seeds
+    lost = tight + [_t(2, 1e-2, 0, 0, diverged=True)]
+    lost = [t for i, t in enumerate(lost) if i != 3]           # seed 2's only record: diverged
+    assert pair_ground_truth(lost)["n_seeds"] == 2 and next_seeds(lost, planned, max_seeds=5) == [3]
+    assert next_seeds(lost, planned, max_seeds=3) == []
+    assert next_seeds([_t(0, 1e-2, 0, 0, diverged=True)], planned, max_seeds=5) == []   # no point
 
 
 def test_convergence_flag_compares_last_20_percent_with_val_se():

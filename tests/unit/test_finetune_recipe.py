@@ -57,6 +57,8 @@ def test_cpu_preset_learns_digits_and_lp_ft_is_not_worse_than_lp(digits_pair):
     for t in trials:   # learning curves: a loss per step, validation at 40, 64 and 80
         assert [s for s, _ in t["train_loss"]] == list(range(1, budget.steps + 1))
         assert [s for s, _ in t["val_curve"]] == [40, 64, 80]
+        # one thread's CPU time cannot exceed the wall time it ran in (timer resolution aside)
+        assert 0 < t["cpu_seconds"] <= t["seconds"] + 0.05
 
 
 def test_huge_lr_is_reported_diverged_with_nan_not_zero(digits_pair):

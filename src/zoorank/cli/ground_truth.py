@@ -8,8 +8,9 @@
 Order: ``--import`` first, then the flow (unless ``--table-only`` or no ``--dataset``), then
 ``--export``, then the CSV, written from the store's records (:mod:`zoorank.pipeline.ground_truth_records`).
 A preset is the base budget; every knob given explicitly overrides its field. The cpu preset trains the
-datasets of ``finetune.CPU_STEPS_FOR`` longer (unless ``--steps`` is given); ``--steps-for D=N`` sets
-one dataset's steps. Datasets that share a budget run in one flow; the table holds every group.
+datasets of ``finetune.CPU_STEPS_FOR`` longer (unless ``--steps`` is given) and caps the test split of
+``finetune.CPU_TEST_PER_CLASS_FOR`` higher (unless ``--test-per-class`` is given); ``--steps-for D=N``
+sets one dataset's steps. Datasets that share a budget run in one flow; the table holds every group.
 """
 from __future__ import annotations
 
@@ -39,6 +40,9 @@ def add_ground_truth_parser(sub, location_flags) -> None:
                                     "val (default: the preset's: cpu 0.03, full none; 'none': no extension)")
     g.add_argument("--wds", help="weight decays (default: the preset's; no preset: 0,1e-6,1e-5,1e-4,1e-3)")
     g.add_argument("--seeds", help="comma-separated seeds (default: the preset's; no preset: 0)")
+    g.add_argument("--max-seeds", help="the most seeds at the chosen lr: more than --seeds run while fewer "
+                                       "survive or their spread keeps the SE above 2 points (default: the "
+                                       "preset's: cpu 5, full none; 'none': only --seeds)")
     g.add_argument("--steps", type=int, help="steps for every dataset (default: the preset's)")
     g.add_argument("--steps-for", action="append", metavar="DATASET=STEPS",
                    help="one dataset's steps (repeat); the cpu preset has its own (finetune.CPU_STEPS_FOR)")
@@ -102,6 +106,21 @@ def lrs_up_from_args(args) -> list[float]:
     return list(CPU_LRS_UP) if args.preset == "cpu" else []
 
 
+def max_seeds_from_args(args, seeds) -> int | None:
+    """The most seeds at a pair's chosen point: ``--max-seeds`` ('none': ``None``), else the cpu
+    preset's (``finetune.CPU_MAX_SEEDS``), else ``None`` (only ``seeds``)."""
+    from zoorank.compute.finetune import CPU_MAX_SEEDS
+
+    text = args.max_seeds
+    if text is None:
+        return CPU_MAX_SEEDS if args.preset == "cpu" and CPU_MAX_SEEDS > len(seeds) else None
+    if text.strip().lower() == "none":
+        return None
+    if not text.strip().isdigit() or int(text) < len(seeds):
+        raise ValueError(f"--max-seeds {text!r}: expected an integer >= the {len(seeds)} seed(s) of --seeds, or 'none'")
+    return int(text)
+
+
 def _steps_for(args, datasets) -> dict[str, int]:
     """Per-dataset steps: the cpu preset's (when ``--steps`` is not given), then ``--steps-for``
     (each must name one of ``datasets``)."""
@@ -121,12 +140,23 @@ def _steps_for(args, datasets) -> dict[str, int]:
     return out
 
 
+def _test_caps_for(args, datasets) -> dict[str, int]:
+    """Per-dataset test caps: the cpu preset's (``finetune.CPU_TEST_PER_CLASS_FOR``) unless
+    ``--test-per-class`` is given."""
+    from zoorank.compute.finetune import CPU_TEST_PER_CLASS_FOR
+
+    if args.preset != "cpu" or args.test_per_class is not None:
+        return {}
+    return {d: n for d, n in CPU_TEST_PER_CLASS_FOR.items() if d in datasets}
+
+
 def budget_groups(args, budget, datasets) -> dict:
-    """{budget: [datasets]} in the datasets' order: ``budget`` with each dataset's steps."""
-    steps = _steps_for(args, datasets)
+    """{budget: [datasets]} in the datasets' order: ``budget`` with each dataset's steps and test cap."""
+    steps, tests = _steps_for(args, datasets), _test_caps_for(args, datasets)
     groups: dict = {}
     for d in datasets:
-        b = dataclasses.replace(budget, steps=steps[d]) if d in steps else budget
+        b = dataclasses.replace(budget, steps=steps.get(d, budget.steps),
+                                test_per_class=tests.get(d, budget.test_per_class))
         groups.setdefault(b, []).append(d)
     return groups
 
@@ -135,10 +165,12 @@ def _floats(text):
     return [float(t) for t in text.split(",") if t.strip()] if text else None
 
 
-def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None, lrs_up=()) -> list[str]:
+def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None, lrs_up=(),
+                   test_caps_for: dict | None = None, max_seeds: int | None = None) -> list[str]:
     """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts;
-    ``lrs_up``: the grid's upward extension), the columns and the command."""
-    from zoorank.compute.finetune import RECIPE_VERSION, steps_text
+    ``lrs_up``: the grid's upward extension; ``test_caps_for``: datasets with another test cap;
+    ``max_seeds``: the seeds' ceiling), the columns and the command."""
+    from zoorank.compute.finetune import RECIPE_VERSION, per_dataset_text, steps_text
 
     lrs = sorted({lr for lr, _ in grid})
     wds = sorted({wd for _, wd in grid})
@@ -148,12 +180,15 @@ def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None,
         f"zoorank ground truth (recipe {RECIPE_VERSION}, docs/ground_truth.md): fine-tuned test top-1 per "
         f"(dataset, model) of zoo {zoo}",
         f"Protocol: split {'/'.join(f'{v:g}' for v in b.split)} stratified (seed 0), capped at "
-        f"{b.train_per_class}/{b.val_per_class}/{b.test_per_class} images per class (train/val/test); "
+        f"{b.train_per_class}/{b.val_per_class}/{b.test_per_class}{per_dataset_text(b.test_per_class, test_caps_for or {})}"
+        f" images per class (train/val/test); "
         f"BatchNorm {b.bn}; head {b.head_init} (linear probe C in {list(b.probe_cs)} on val); "
         f"SGD Nesterov 0.9, {steps} of batch {b.batch_size}, warm-up {b.warmup_frac:g} + cosine, "
         f"clip {b.clip_norm}, wd {wds} ({b.wd_mode}); lr grid {lrs} at seed {seeds[0]}"
         f"{f', extended by {list(lrs_up)} while its largest lr wins on val' if lrs_up else ''}, chosen on val, "
-        f"then seeds {seeds[1:]} at the chosen lr; diverged trials excluded (never 0), "
+        f"then seeds {seeds[1:]} at the chosen lr"
+        f"{f', more (up to {max_seeds}) while fewer than {len(seeds)} survive or seed spread keeps SE > 2 pts' if max_seeds else ''}"
+        f"; diverged trials excluded (never 0), an lr where most seeds diverge is dropped, "
         f"all-diverged -> lr/10 retries",
         "Columns: test_top1 = mean over seeds; se = sqrt(se_seeds^2 + se_test^2), se_seeds = std/sqrt(seeds), "
         "se_test = sqrt(p(1-p)/n_test); lp_* = linear probe alone; converged = |val(end) - val(80%)| < val_se",
@@ -176,7 +211,7 @@ def cmd_ground_truth(args, settings) -> int:
         torch.set_num_threads(args.threads)
         threadpool_limits(limits=args.threads)
     budget, grid, seeds = budget_from_args(args)
-    lrs_up = lrs_up_from_args(args)
+    lrs_up, max_seeds = lrs_up_from_args(args), max_seeds_from_args(args, seeds)
     store = ArrayStore(settings.store)
     if args.import_path:
         counts = import_records(store, args.import_path)
@@ -189,7 +224,8 @@ def cmd_ground_truth(args, settings) -> int:
         for group_budget, datasets in groups.items():
             df = run_ground_truth(args.zoo, datasets, grid=grid, seeds=seeds, budget=group_budget, settings=settings,
                                   device=args.device, data_root=args.data_root, track=not args.no_track,
-                                  workers=args.workers, threads=args.threads, lrs_up=lrs_up)
+                                  workers=args.workers, threads=args.threads, lrs_up=lrs_up,
+                                  max_seeds=max_seeds)
             print(df.to_string(index=False))
     if args.export_path:
         n = export_records(store, args.export_path)
@@ -207,6 +243,8 @@ def cmd_ground_truth(args, settings) -> int:
         table = pd.concat([ground_truth_table(records, budget=b.as_dict(), identities=identities, datasets=ds)
                            for b, ds in groups.items()]).sort_values(["dataset", "model"], kind="stable")
         steps_for = {d: b.steps for b, ds in groups.items() for d in ds}
-        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo, steps_for, lrs_up))
+        test_caps_for = {d: b.test_per_class for b, ds in groups.items() for d in ds}
+        write_table(table, args.csv, protocol_lines(budget, grid, seeds, args.zoo, steps_for, lrs_up, test_caps_for,
+                                                    max_seeds))
         print(f"table: {args.csv} ({len(table)} pairs)", file=sys.stderr)
     return 0

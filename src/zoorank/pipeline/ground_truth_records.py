@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from zoorank.compute.finetune import Budget, cpu_budget_for, pair_ground_truth, stale_divergence
+from zoorank.compute.finetune import SE_TARGET, Budget, cpu_budget_for, pair_ground_truth, stale_divergence
 
 RECORD_STAGES = ("gt_trial", "gt_probe")
 PAIR_FIELDS = ("dataset", "model", "identity", "data_fingerprint", "split_seed", "recipe")
@@ -30,8 +30,13 @@ TABLE_COLUMNS = ["dataset", "model", "test_top1", "se", "se_seeds", "se_test", "
                  "converged", "val_change_last20", "val_se", "n_trials", "n_diverged", "chance",
                  "trial_seconds", "probe_seconds", "input_size", "note"]
 
-#: the standard error a pair should stay within (issue 14); a pair above it says why in its note
-SE_TARGET = 0.02
+def record_seconds(record: dict | None) -> float:
+    """A trial's or probe's compute: the CPU time of its thread (``cpu_seconds``, recorded since
+    2026-12-03), else its wall time (``seconds``: inflated on a loaded machine); 0 without a record."""
+    if not record:
+        return 0.0
+    cpu = record.get("cpu_seconds")
+    return float(cpu) if cpu else float(record.get("seconds", 0.0))
 
 
 def se_note(gt: dict, n_classes: int, test_per_class: int | None) -> str:
@@ -163,8 +168,8 @@ def ground_truth_table(records, *, budget: dict | None = None, identities=None, 
         rows.append({"dataset": meta.get("dataset"), "model": meta.get("model"), **{c: gt.get(c) for c in TABLE_COLUMNS
                                                                                    if c in gt},
                      "chance": 1.0 / k if k else math.nan,
-                     "trial_seconds": round(sum(float(t.get("seconds", 0.0)) for t in trials), 2),
-                     "probe_seconds": round(float(probe.get("seconds", 0.0)), 2) if probe else 0.0,
+                     "trial_seconds": round(sum(record_seconds(t) for t in trials), 2),
+                     "probe_seconds": round(record_seconds(probe), 2),
                      "input_size": "x".join(map(str, (trials or [probe or {}])[0].get("input_size", []))),
                      "note": note})
     df = pd.DataFrame(rows, columns=TABLE_COLUMNS)
@@ -177,7 +182,8 @@ def write_table(df: pd.DataFrame, path: str | os.PathLike, header_lines) -> None
     path.parent.mkdir(parents=True, exist_ok=True)
     total = float(df["trial_seconds"].sum() + df["probe_seconds"].sum()) if len(df) else 0.0
     lines = [*header_lines, f"Compute spent: {total:.0f} s of single-threaded trial + probe time "
-                            f"({total / 3600:.2f} CPU-hours) over {len(df)} pairs"]
+                            f"({total / 3600:.2f} CPU-hours) over {len(df)} pairs (thread CPU time where "
+                            f"recorded, wall time for the records before 2026-12-03)"]
     write_commented_csv(df, path, lines, float_format="%.4f")
 
 

@@ -37,6 +37,7 @@ class ProbeResult:
     val_by_C: dict = field(default_factory=dict)
     seconds: float = 0.0
     input_size: tuple = ()
+    cpu_seconds: float = 0.0    # CPU time of the calling thread (wall time is ``seconds``)
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -113,7 +114,7 @@ def linear_probe(backbone: torch.nn.Module, data: SplitData, size, device, *, cs
                  batch_size: int = 128) -> ProbeResult:
     """Features of ``backbone`` (eval mode, as given: re-estimate BatchNorm first) on the three
     splits, standardised, then :func:`fit_probe`; accuracies of the probe on val and test."""
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.thread_time()
     backbone.eval()
     amp = torch.device(device).type == "cuda"
     feats = {name: batched(backbone, x, size, device, batch_size=batch_size, amp=amp).double().numpy()
@@ -129,4 +130,5 @@ def linear_probe(backbone: torch.nn.Module, data: SplitData, size, device, *, cs
         pred = np.argmax(std[name] @ weight.T + bias, axis=1)
         accs[name] = accuracies(pred, y, data.n_classes)
     return ProbeResult(mean.tolist(), scale.tolist(), weight.tolist(), bias.tolist(), c, *accs["val"], *accs["test"],
-                       val_by_c, time.perf_counter() - start, tuple(size))
+                       val_by_c, time.perf_counter() - start, tuple(size),
+                       time.thread_time() - start_cpu)

@@ -42,7 +42,8 @@ BLOWUP_WINDOW = 10
 
 @dataclass
 class TrialResult:
-    """One trial: final validation/test accuracies, learning curves and wall time."""
+    """One trial: final validation/test accuracies, learning curves, wall time (``seconds``) and the
+    CPU time of its thread (``cpu_seconds``: what a loaded machine does not inflate)."""
 
     lr: float
     wd: float
@@ -62,6 +63,7 @@ class TrialResult:
     steps_done: int = 0
     n_val: int = 0
     n_test: int = 0
+    cpu_seconds: float = 0.0
 
     def as_dict(self) -> dict:
         d = asdict(self)
@@ -164,7 +166,7 @@ def run_trial(load_backbone: Callable[[], nn.Module], data: SplitData, params: T
     copy per pair). ``probe``: the linear probe of that backbone (computed here when
     ``budget.head_init == "probe"`` and not given).
     """
-    start = time.perf_counter()
+    start, start_cpu = time.perf_counter(), time.thread_time()
     dev = torch.device(device if (device != "cuda" or torch.cuda.is_available()) else "cpu")
     use_cuda = dev.type == "cuda"
     torch.manual_seed(params.seed)
@@ -240,4 +242,4 @@ def run_trial(load_backbone: Callable[[], nn.Module], data: SplitData, params: T
         t1, tm = accuracies(predict(model, data.test_x, size, **evaluate), data.test_y, data.n_classes)
     return TrialResult(params.lr, params.wd, params.seed, v1, vm, t1, tm, train_loss, val_curve, grad_norms,
                        time.perf_counter() - start, str(dev), tuple(size), bool(reason), reason, step,
-                       len(data.val_y), len(data.test_y))
+                       len(data.val_y), len(data.test_y), time.thread_time() - start_cpu)

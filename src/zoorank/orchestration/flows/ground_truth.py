@@ -11,7 +11,10 @@ Per pair (``docs/ground_truth.md``): one linear-probe task (:func:`probe_pair`: 
 LP accuracy), then the grid at the first seed, then the other seeds at the grid point chosen on
 validation (:func:`zoorank.compute.finetune.choose_point`); when every grid point diverged, the grid's
 smallest lr / 10 is tried (at most :data:`MAX_LR_RETRIES` times); while the largest lr tried wins, the
-next of the request's ``lrs_up`` is tried (:func:`zoorank.compute.finetune.lr_to_extend`). One Prefect task per trial
+next of the request's ``lrs_up`` is tried (:func:`zoorank.compute.finetune.lr_to_extend`); once the
+other seeds are in, more run (:func:`zoorank.compute.finetune.next_seeds`, up to the request's
+``max_seeds``) while fewer than planned survived or seed spread keeps the SE above 2 points, and the
+planned seeds run at the next point when the chosen one proved unstable. One Prefect task per trial
 (:func:`finetune_trial`). A trial's result is a store record under ``content_key("gt_trial",
 model=<identity>, data=<split fingerprint>, trial=<lr, wd, seed>, budget=<Budget>,
 recipe=RECIPE_VERSION)`` (the probe's likewise under ``gt_probe``): a rerun, a resumed killed run,
@@ -55,6 +58,9 @@ from zoorank.storage.tracking.tags import KIND_GT_PAIR as KIND_PAIR, KIND_GT_TRI
 TAG_TRIAL_KEY = "zoorank.trial_key"
 #: how many times a pair whose every lr diverged is retried with lr / 10
 MAX_LR_RETRIES = 2
+#: Rounds of seeds after the planned ones (``finetune.next_seeds``): a guard, never reached when each
+#: round adds a trial at a point that has at most ``max_seeds``.
+MAX_EXTRA_ROUNDS = 20
 
 
 # ------------------------------------------------------------------ helpers (no Prefect)
@@ -275,7 +281,8 @@ class GroundTruthRequest:
     pairs; ``None``: ``finetune.FULL_GRID``) at the first of ``seeds``, the other seeds at the chosen
     point; the ``budget`` (``None``: ``finetune.Budget()``); the split's seed; intra-op ``threads``
     per worker (``None``: torch's default); ``lrs_up``: lrs tried at the first seed, in order, while
-    the largest lr tried wins on validation (``finetune.lr_to_extend``)."""
+    the largest lr tried wins on validation (``finetune.lr_to_extend``); ``max_seeds``: the most
+    seeds run at the chosen point (``finetune.next_seeds``; ``None``: only ``seeds``)."""
 
     models: list[Any]
     datasets: list[str]
@@ -285,6 +292,7 @@ class GroundTruthRequest:
     split_seed: int = 0
     threads: int | None = None
     lrs_up: list[float] = field(default_factory=list)
+    max_seeds: int | None = None
 
 
 def _limit_threads(threads: int | None) -> None:
@@ -327,12 +335,15 @@ def _open_parent(plan: _Plan) -> None:
         return
     ids, datasets, device = [spec_id(s) for s in plan.request.models], list(plan.request.datasets), plan.options.device
     up = {"lrs_up": list(plan.request.lrs_up)} if plan.request.lrs_up else {}   # absent: the keys of before
+    if plan.request.max_seeds is not None:
+        up["max_seeds"] = int(plan.request.max_seeds)
     lk = logical_key(kind=KIND_GT, models=ids, datasets=datasets, grid=[list(g) for g in plan.grid],
                      seeds=plan.seeds, budget=plan.budget.as_dict(), recipe=finetune.RECIPE_VERSION, device=device,
                      **up)
     plan.parent = plan.tracker.parent(lk, {"models": ",".join(ids), "datasets": ",".join(datasets),
                                            "grid": json.dumps(plan.grid), "seeds": json.dumps(plan.seeds),
                                            "lrs_up": json.dumps(list(plan.request.lrs_up)),
+                                           "max_seeds": plan.request.max_seeds,
                                            "budget": plan.budget.as_dict(), "recipe": finetune.RECIPE_VERSION,
                                            "device": device, "split_seed": plan.request.split_seed})
 
@@ -384,6 +395,14 @@ def _finish_pair(plan: _Plan, p: dict) -> tuple[dict, list]:
 
     more, err = _results(p["more"])
     results, errors = p["results"] + more, p["errors"] + err
+    for _ in range(MAX_EXTRA_ROUNDS):
+        seeds = finetune.next_seeds(results, plan.seeds, plan.request.max_seeds) if not errors else []
+        if not seeds:
+            break
+        point = finetune.choose_point(results)
+        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], *point, s) for s in seeds])
+        results += more
+        errors += err
     try:
         probe = p["probe"].result()
     except Exception as exc:  # noqa: BLE001
@@ -444,7 +463,8 @@ def ground_truth_flow(request: GroundTruthRequest, options: RunOptions | None = 
 def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0,), budget=None,
                      settings: Settings | None = None, device: str = "cpu", data_root: str | None = None,
                      split_seed: int = 0, track: bool = True, workers: int = 1, runner: str = "thread",
-                     threads: int | None = None, lrs_up=(), return_run_id: bool = False):
+                     threads: int | None = None, lrs_up=(), max_seeds: int | None = None,
+                     return_run_id: bool = False):
     """Python API of the ground-truth flow; returns a DataFrame (one row per pair)."""
     from zoorank.orchestration.runners import flow_settings, make_task_runner
     from zoorank.pipeline.preflight import _check_locations, resolve_specs
@@ -457,11 +477,12 @@ def run_ground_truth(zoo="default", datasets=("digits",), *, grid=None, seeds=(0
     with flow_settings():
         fl = ground_truth_flow.with_options(task_runner=make_task_runner(runner, workers))
         request = GroundTruthRequest(specs, datasets, list(grid) if grid else None, list(seeds), budget, split_seed,
-                                     threads, [float(lr) for lr in lrs_up])
+                                     threads, [float(lr) for lr in lrs_up], max_seeds)
         res = fl(request, RunOptions(device=device, data_root=data_root, track=track), settings)
     table = pd.DataFrame(res["table"])
     return (table, res["run_id"]) if return_run_id else table
 
 
 __all__ = ["ground_truth_flow", "GroundTruthRequest", "run_ground_truth", "load_ground_truth", "finetune_trial", "probe_pair",
-           "trial_key", "probe_key", "probe_head_key", "pair_key", "MAX_LR_RETRIES"]
+           "trial_key", "probe_key", "probe_head_key", "pair_key", "MAX_LR_RETRIES",
+           "MAX_EXTRA_ROUNDS"]
