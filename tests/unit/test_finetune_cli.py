@@ -75,8 +75,8 @@ def test_cpu_preset_caps_listed_test_splits_higher_unless_test_per_class_is_give
 def test_the_seed_ceiling_is_the_presets_unless_given():
     from zoorank.compute.finetune import CPU_MAX_SEEDS
 
-    assert max_seeds_from_args(_args("--preset", "cpu"), [0, 1, 2]) == CPU_MAX_SEEDS == 5
-    assert max_seeds_from_args(_args("--preset", "cpu"), list(range(6))) is None    # already more seeds
+    assert max_seeds_from_args(_args("--preset", "cpu"), [0, 1, 2]) == CPU_MAX_SEEDS == 15
+    assert max_seeds_from_args(_args("--preset", "cpu"), list(range(16))) is None   # already more seeds
     assert max_seeds_from_args(_args("--preset", "full"), [0, 1, 2]) is None
     assert max_seeds_from_args(_args("--preset", "cpu", "--max-seeds", "none"), [0, 1, 2]) is None
     assert max_seeds_from_args(_args("--max-seeds", "4"), [0, 1, 2]) == 4

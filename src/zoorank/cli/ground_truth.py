@@ -42,7 +42,7 @@ def add_ground_truth_parser(sub, location_flags) -> None:
     g.add_argument("--seeds", help="comma-separated seeds (default: the preset's; no preset: 0)")
     g.add_argument("--max-seeds", help="the most seeds at the chosen lr: more than --seeds run while fewer "
                                        "survive or their spread keeps the SE above 2 points (default: the "
-                                       "preset's: cpu 5, full none; 'none': only --seeds)")
+                                       "preset's: cpu 15, full none; 'none': only --seeds)")
     g.add_argument("--steps", type=int, help="steps for every dataset (default: the preset's)")
     g.add_argument("--steps-for", action="append", metavar="DATASET=STEPS",
                    help="one dataset's steps (repeat); the cpu preset has its own (finetune.CPU_STEPS_FOR)")
