@@ -35,6 +35,7 @@ KNOWN = {
     "bench_codecs.py": (["--rows", "5000", "--repeats", "1"], [], None),
     "bench_extract.py": (["--models", "cnn_mnist", "--datasets", "digits", "--n", "128", "--repeats", "1"], [], None),
     "bench_pipeline.py": (["--quick"], [], ("pipeline_quick.json", "pipeline.json")),
+    "bench_ranking_stages.py": (["--per-class", "3", "--out", str(RESULTS / "ranking_stages_quick.md")], [], None),
 }
 
 
