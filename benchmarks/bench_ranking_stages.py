@@ -29,8 +29,6 @@ TABLE = "results/ground_truth.csv"
 
 def cold_stage_seconds(dataset: str, per_class: int):
     """Per-pair stage seconds (one column per stage) of a cold tracked ranking of ``dataset``."""
-    import pandas as pd
-
     from zoorank.config import Settings
     from zoorank.storage.tracking import Tracker
 
@@ -47,7 +45,7 @@ def cold_stage_seconds(dataset: str, per_class: int):
         pairs = Tracker.from_settings(Settings.from_env(home=home)).pairs_frame(found.group(1))
     stages = [c for c in pairs.columns if c.startswith("time.")]
     out = pairs[["model", *stages]].rename(columns={c: c[len("time."):] for c in stages}).set_index("model")
-    return out.fillna(0.0).astype(float), pd
+    return out.fillna(0.0).astype(float)
 
 
 def report(dataset: str, per_class: int, stages, table) -> str:
@@ -78,7 +76,9 @@ def main(argv=None) -> int:
     ap.add_argument("--per-class", type=int, default=40)
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/ranking_stages.md"))
     args = ap.parse_args(argv)
-    stages, pd = cold_stage_seconds(args.dataset, args.per_class)
+    import pandas as pd
+
+    stages = cold_stage_seconds(args.dataset, args.per_class)
     text = report(args.dataset, args.per_class, stages, pd.read_csv(ROOT / TABLE, comment="#"))
     Path(args.out).write_text(text)
     print(text)

@@ -170,7 +170,7 @@ def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None,
     """The CSV header: recipe, protocol (``steps_for``: datasets trained for other step counts;
     ``lrs_up``: the grid's upward extension; ``test_caps_for``: datasets with another test cap;
     ``max_seeds``: the seeds' ceiling), the columns and the command."""
-    from zoorank.compute.finetune import RECIPE_VERSION, per_dataset_text, steps_text
+    from zoorank.compute.finetune import RECIPE_VERSION, SE_TARGET, per_dataset_text, steps_text
 
     lrs = sorted({lr for lr, _ in grid})
     wds = sorted({wd for _, wd in grid})
@@ -187,7 +187,7 @@ def protocol_lines(budget, grid, seeds, zoo: str, steps_for: dict | None = None,
         f"clip {b.clip_norm}, wd {wds} ({b.wd_mode}); lr grid {lrs} at seed {seeds[0]}"
         f"{f', extended by {list(lrs_up)} while its largest lr wins on val' if lrs_up else ''}, chosen on val, "
         f"then seeds {seeds[1:]} at the chosen lr"
-        f"{f', more (up to {max_seeds}) while fewer than {len(seeds)} survive or seed spread keeps SE > 2 pts' if max_seeds else ''}"
+        f"{f', more (up to {max_seeds}) while fewer than {len(seeds)} survive or seed spread keeps SE > {100 * SE_TARGET:g} pts' if max_seeds else ''}"
         f"; diverged trials excluded (never 0), an lr where most seeds diverge is dropped, "
         f"all-diverged -> lr/10 retries",
         "Columns: test_top1 = mean over seeds; se = sqrt(se_seeds^2 + se_test^2), se_seeds = std/sqrt(seeds), "

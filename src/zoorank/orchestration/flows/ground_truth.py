@@ -364,9 +364,10 @@ def _submit_grids(plan: _Plan) -> list[dict]:
     return pairs
 
 
-def _try_one(plan: _Plan, p: dict, lr: float, wd: float, results: list, errors: list) -> None:
-    """One more first-seed trial of pair ``p`` at (lr, wd), waited for; its record or error appended."""
-    more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, wd, plan.seeds[0])])
+def _train_more(plan: _Plan, p: dict, lr: float, wd: float, seeds, results: list, errors: list) -> None:
+    """More trials of pair ``p`` at (lr, wd), one per seed of ``seeds``, waited for; their records
+    or errors appended to ``results`` / ``errors``."""
+    more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], lr, wd, s) for s in seeds])
     results += more
     errors += err
 
@@ -380,9 +381,9 @@ def _retry_then_other_seeds(plan: _Plan, p: dict) -> None:
         if finetune.choose_point(results) is not None or not results or errors:
             break
         tried.append(min(tried) / 10)
-        _try_one(plan, p, tried[-1], plan.grid[0][1], results, errors)
+        _train_more(plan, p, tried[-1], plan.grid[0][1], plan.seeds[:1], results, errors)
     while not errors and (up := finetune.lr_to_extend(results, plan.request.lrs_up)) is not None:
-        _try_one(plan, p, *up, results, errors)
+        _train_more(plan, p, *up, plan.seeds[:1], results, errors)
     p["results"], p["errors"] = results, errors
     point = finetune.choose_point(results)
     if point is not None:
@@ -399,10 +400,7 @@ def _finish_pair(plan: _Plan, p: dict) -> tuple[dict, list]:
         seeds = finetune.next_seeds(results, plan.seeds, plan.request.max_seeds) if not errors else []
         if not seeds:
             break
-        point = finetune.choose_point(results)
-        more, err = _results([plan.submit(p["spec"], p["d"], p["run"], p["probe"], *point, s) for s in seeds])
-        results += more
-        errors += err
+        _train_more(plan, p, *finetune.choose_point(results), seeds, results, errors)
     try:
         probe = p["probe"].result()
     except Exception as exc:  # noqa: BLE001
